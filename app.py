@@ -1,0 +1,189 @@
+"""deckhand's composition root: load config, build store and gateways, wire Bolt, schedule jobs, serve.
+
+    python app.py            serve (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $HOST:$PORT)
+    python app.py check      validate config and probe every integration; exit 1 if any failed
+    python app.py console    chat with the bot in the terminal
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import request as flask_request
+from slack_bolt import App
+from slack_bolt.adapter.flask import SlackRequestHandler
+
+import commands
+import jobs
+from bot.config import ConfigError, Secrets, load_settings
+from bot.context import Context, build_context
+from bot.health import probes
+from bot.logs import setup_logging
+from bot.web import create_web
+
+log = logging.getLogger("deckhand")
+MANIFESTS = "deploy/slack/manifest.yaml (Socket Mode) or deploy/slack/manifest-http.yaml (HTTP)"
+
+
+def build_bolt(ctx: Context, workers: int = 16) -> App:
+    """The Bolt app: signature verification on, listeners run after ack() on a bounded pool."""
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener")
+    ctx.extras["listener_executor"] = executor
+    bolt = App(
+        token=ctx.secrets.slack_bot_token,
+        signing_secret=ctx.secrets.slack_signing_secret or "unused-in-socket-mode",
+        client=ctx.slack,
+        token_verification_enabled=False,  # `check` and startup report auth problems clearly instead
+        listener_executor=executor,
+        logger=logging.getLogger("deckhand.bolt"),
+    )
+    commands.register_all(bolt, ctx)
+    return bolt
+
+
+def hooks(ctx: Context) -> dict:
+    from bot import nodes, pipelines
+
+    return {"node-join": lambda body, headers: nodes.handle_report(ctx, body, headers),
+            "github": lambda body, headers: pipelines.handle_github_webhook(ctx, body, headers)}
+
+
+def build_web(ctx: Context, bolt: App):
+    web = create_web(ctx, hooks(ctx))
+    handler = SlackRequestHandler(bolt)
+    web.add_url_rule("/slack/events", "slack_events", lambda: handler.handle(flask_request), methods=["POST"])
+    return web
+
+
+def start_background(ctx: Context) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                                                   "misfire_grace_time": 300})
+    jobs.schedule_all(scheduler, ctx)
+    scheduler.start()
+    ctx.outbox.start()
+    return scheduler
+
+
+def shutdown(ctx: Context, scheduler: BackgroundScheduler | None, grace: float = 20.0) -> None:
+    """Stop taking work, let running listeners and jobs finish (bounded), close the DB."""
+    log.info("shutting down: finishing running work (up to %.0fs)", grace)
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    executor = ctx.extras.get("listener_executor")
+    if executor is not None:
+        done = threading.Event()
+        threading.Thread(target=lambda: (executor.shutdown(wait=True), done.set()), daemon=True).start()
+        if not done.wait(grace):
+            log.warning("listeners still running after %.0fs; exiting anyway", grace)
+    ctx.outbox.stop()
+    ctx.kube.close()
+    ctx.traffic.close()
+    ctx.store.close()
+    log.info("stopped")
+
+
+def serve(ctx: Context) -> int:
+    from waitress import create_server
+
+    secrets = ctx.secrets
+    bolt = build_bolt(ctx)
+    web = build_web(ctx, bolt)
+    host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "3000"))
+    server = create_server(web, host=host, port=port, threads=int(os.environ.get("HTTP_THREADS", "8")),
+                           ident="deckhand", channel_timeout=30, clear_untrusted_proxy_headers=True)
+    socket_handler = None
+    if secrets.slack_app_token:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        socket_handler = SocketModeHandler(bolt, secrets.slack_app_token)
+        socket_handler.connect()
+        log.info("Socket Mode connected; hooks, health and metrics on http://%s:%s", host, port)
+    else:
+        log.info("serving Slack events on http://%s:%s/slack/events", host, port)
+
+    from bot.leader import start_leader_election
+
+    elector = start_leader_election(ctx)
+    scheduler = start_background(ctx)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        if not stopping.is_set():
+            stopping.set()
+            log.info("received %s", signal.Signals(signum).name)
+            server.close()  # stop accepting; waitress finishes the requests it has
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.run()
+    except (OSError, ValueError) as exc:
+        if not stopping.is_set():
+            log.error("HTTP server stopped: %s", exc)
+    finally:
+        if socket_handler is not None:
+            socket_handler.close()
+        if elector is not None:
+            elector.stop()
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+        shutdown(ctx, scheduler)
+    return 0
+
+
+def missing_slack(secrets: Secrets) -> list[str]:
+    missing = [] if secrets.slack_bot_token else ["SLACK_BOT_TOKEN"]
+    if not secrets.slack_app_token and not secrets.slack_signing_secret:
+        missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
+    return missing
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "serve"
+    if command in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        return 0
+    if command not in ("serve", "check", "console"):
+        print(f"unknown command {command!r}\n\n{__doc__.strip()}", file=sys.stderr)
+        return 2
+    secrets = Secrets.from_env()
+    setup_logging(secrets.values())
+    config_path = os.environ.get("DECKHAND_CONFIG", "./deckhand.yaml")
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        if command == "check":
+            print("config: failed")
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1 if command == "check" else 2
+    db_path = os.environ.get("DECKHAND_DB", "./deckhand.db")
+    try:
+        ctx = build_context(settings, secrets, db_path)
+    except Exception as exc:  # e.g. the database path is not writable
+        print(f"database: failed: {db_path}: {exc}", file=sys.stderr)
+        return 1 if command == "check" else 2
+
+    if command == "check":
+        results = probes(ctx)
+        print(f"config: ok: {config_path} ({len(settings.clusters)} clusters)")
+        for probe in results:
+            print(probe.line())
+        ctx.store.close()
+        return 0 if all(p.ok for p in results) else 1
+    if command == "console" or missing_slack(secrets):
+        if command != "console":
+            log.warning("Slack credentials missing (%s); starting the terminal console instead. "
+                        "To connect to Slack, create the app from %s and set them.",
+                        ", ".join(missing_slack(secrets)), MANIFESTS)
+        from commands.console import run_console
+
+        return run_console(ctx)
+    return serve(ctx)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,380 @@
+"""Settings: one YAML file (non-secret) plus secrets from the environment.
+
+Every error names the file, the key path and what is wrong, e.g.
+``deckhand.yaml: clusters[1].prometheus_url: not a URL``. Unknown keys are errors.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+_DURATION_PART = re.compile(r"(\d+)(w|d|h|m|s)")
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`72h`, `7d`, `10m`, `1h30m`, `45s`, `2w` -> timedelta. Bare numbers are seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("not a duration (use e.g. 10m, 72h, 7d)")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("not a duration (use e.g. 10m, 72h, 7d)")
+    text = value.strip().lower()
+    if not text or _DURATION_PART.sub("", text) != "":
+        raise ValueError(f"{value!r} is not a duration (use e.g. 10m, 72h, 7d)")
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Inverse of parse_duration for messages: 259200s -> '3d', 5400s -> '1h30m'."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
+def _percent(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("not a percentage (use e.g. 40%)")
+    if isinstance(value, (int, float)):
+        number = float(value) * (100 if 0 < value < 1 else 1)
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*%?\s*", value):
+        number = float(value.strip().rstrip("%"))
+    else:
+        raise ValueError(f"{value!r} is not a percentage (use e.g. 40%)")
+    if not 0 < number <= 100:
+        raise ValueError("must be between 0% and 100%")
+    return number / 100
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Fraction = Annotated[float, BeforeValidator(_percent)]
+
+_SLACK_ID = re.compile(r"^[A-Z0-9]{2,}$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("not a URL")
+    return value.rstrip("/")
+
+
+Url = Annotated[str, BeforeValidator(_url)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cluster(Strict):
+    name: str
+    context: str | None = None
+    kubeconfig: str | None = None
+    prometheus_url: Url
+    istio_api_version: Literal["v1", "v1beta1"] = "v1"
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        if not _NAME.match(v) or len(v) > 63:
+            raise ValueError("must be a DNS-1123 label (lowercase letters, digits, '-')")
+        return v
+
+
+class GitHub(Strict):
+    api_url: Url = "https://api.github.com"
+    repo: str
+    base_branch: str = "main"
+    reviewers: list[str] = []
+    team_reviewers: list[str] = []
+    labels: list[str] = ["deckhand"]
+
+    @field_validator("repo")
+    @classmethod
+    def _owner_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", v):
+            raise ValueError("must be owner/name")
+        return v
+
+
+class Channels(Strict):
+    alerts: str
+    approvals: str
+    audit: str | None = None
+
+    @field_validator("alerts", "approvals", "audit")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and not _SLACK_ID.match(v):
+            raise ValueError("must be a Slack channel ID such as C0123ABC")
+        return v
+
+
+def _slack_ids(values: list[str]) -> list[str]:
+    for v in values:
+        if not isinstance(v, str) or not _SLACK_ID.match(v) or v[0] not in "UWS":
+            raise ValueError(f"{v!r} is not a Slack user (U…/W…) or user group (S…) ID")
+    return values
+
+
+class Roles(Strict):
+    devops: list[str] = []
+
+    @field_validator("devops")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        return _slack_ids(v)
+
+
+class Team(Strict):
+    usergroup: str | None = None
+    channel: str | None = None
+    members: list[str] = []
+
+    @field_validator("usergroup")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"S[A-Z0-9]+", v):
+            raise ValueError("must be a Slack user group ID such as S0123ABC")
+        return v
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and not _SLACK_ID.match(v):
+            raise ValueError("must be a Slack channel ID such as C0123ABC")
+        return v
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, v: list[str]) -> list[str]:
+        return _slack_ids(v)
+
+
+class Labels(Strict):
+    app: str = "app"
+    team: str = "team"
+    track: str = "track"
+    version: str = "version"
+
+
+class Canary(Strict):
+    steps: list[int] = [10, 25, 50, 100]
+    stale_after: Duration = timedelta(hours=72)
+    rollout_timeout: Duration = timedelta(minutes=10)
+    reminder_schedule: Duration = timedelta(hours=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        if not v or any(not 0 < s <= 100 for s in v) or v != sorted(set(v)):
+            raise ValueError("must be increasing percentages between 1 and 100")
+        if v[-1] != 100:
+            raise ValueError("the last step must be 100")
+        return v
+
+
+def _cron(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a cron expression")
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a cron expression ({exc})") from None
+    return value
+
+
+Cron = Annotated[str, BeforeValidator(_cron)]
+
+
+class Idle(Strict):
+    window: Duration = timedelta(days=7)
+    schedule: Cron = "0 10 * * 1-5"
+    repeat_interval: Duration = timedelta(days=7)
+    exclude_namespaces: list[str] = ["kube-system", "istio-system"]
+    snooze: Duration = timedelta(days=30)
+
+
+class NodeJoin(Strict):
+    interval: Duration = timedelta(minutes=2)
+    not_ready_after: Duration = timedelta(minutes=10)
+    startup_timeout: Duration = timedelta(minutes=15)
+    max_unhealthy: Fraction = 0.4
+    csr_pending_after: Duration = timedelta(minutes=10)
+
+
+class Deletion(Strict):
+    request_ttl: Duration = timedelta(hours=72)
+
+
+class Pipelines(Strict):
+    path: str = "services/{team}/{service}"
+    templates: str | None = None
+    pointer_file: str = "batch-images.yaml"
+    max_replicas: int = Field(default=20, ge=1, le=1000)
+    poll_interval: Duration = timedelta(minutes=5)
+
+
+class Lease(Strict):
+    # Which configured cluster holds the Lease; unset = the cluster deckhand runs in (in-cluster),
+    # and no election at all when deckhand runs outside Kubernetes.
+    cluster: str | None = None
+    namespace: str | None = None
+    name: str = "deckhand"
+    duration: Duration = timedelta(seconds=30)
+
+
+class Settings(Strict):
+    clusters: list[Cluster]
+    github: GitHub | None = None
+    channels: Channels
+    roles: Roles = Roles()
+    teams: dict[str, Team] = {}
+    labels: Labels = Labels()
+    canary: Canary = Canary()
+    idle: Idle = Idle()
+    node_join: NodeJoin = NodeJoin()
+    deletion: Deletion = Deletion()
+    pipelines: Pipelines = Pipelines()
+    lease: Lease = Lease()
+
+    @model_validator(mode="after")
+    def _unique_clusters(self) -> "Settings":
+        seen: set[str] = set()
+        for cluster in self.clusters:
+            if cluster.name in seen:
+                raise ValueError(f"clusters: duplicate cluster name {cluster.name!r}")
+            seen.add(cluster.name)
+        return self
+
+    def cluster(self, name: str) -> Cluster | None:
+        return next((c for c in self.clusters if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secrets only ever come from the environment; repr() never shows them."""
+
+    slack_bot_token: str | None
+    slack_signing_secret: str | None
+    slack_app_token: str | None
+    slack_api_url: str | None
+    github_token: str | None
+    hook_secret: str | None
+    github_webhook_secret: str | None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Secrets":
+        env = os.environ if env is None else env
+        get = lambda key: env.get(key) or None  # noqa: E731 - empty means unset
+        return cls(
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_app_token=get("SLACK_APP_TOKEN"),
+            slack_api_url=get("SLACK_API_URL"),
+            github_token=get("GITHUB_TOKEN"),
+            hook_secret=get("DECKHAND_HOOK_SECRET"),
+            github_webhook_secret=get("GITHUB_WEBHOOK_SECRET"),
+        )
+
+    def values(self) -> list[str]:
+        """Every secret value set, for log redaction."""
+        return [v for k, v in self.__dict__.items() if v and k != "slack_api_url"]
+
+    def __repr__(self) -> str:
+        return "Secrets(" + ", ".join(f"{k}={'set' if v else 'unset'}" for k, v in self.__dict__.items()) + ")"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` lists one `file: path: message` line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _key_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif str(part).startswith(("function-", "function_")):
+            continue
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def parse_settings(data: Any, source: str = "deckhand.yaml") -> Settings:
+    if data is None:
+        raise ConfigError([f"{source}: the file is empty"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of keys"])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = _key_path(error["loc"])
+            problems.append(f"{source}: {path}: {_message(error)}" if path else f"{source}: {_message(error)}")
+        raise ConfigError(problems) from None
+
+
+def load_settings(path: str | os.PathLike) -> Settings:
+    path = Path(path)
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (set DECKHAND_CONFIG or copy deploy/deckhand.example.yaml)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{name}: {where}invalid YAML: {problem}"]) from None
+    return parse_settings(data, name)

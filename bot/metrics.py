@@ -1,0 +1,27 @@
+"""deckhand's own Prometheus metrics (prometheus-client), on a registry per app instance."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("deckhand_requests_total", "Slack commands, actions and views handled",
+                                ["kind", "name", "outcome"], registry=r)
+        self.errors = Counter("deckhand_errors_total", "Unhandled errors shown to users with an error id",
+                              ["where"], registry=r)
+        self.job_runs = Counter("deckhand_job_runs_total", "Scheduled job runs", ["job", "outcome"], registry=r)
+        self.job_seconds = Histogram("deckhand_job_duration_seconds", "Scheduled job duration", ["job"],
+                                     registry=r, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300))
+        self.alerts = Counter("deckhand_alerts_total", "Alert messages", ["kind", "event"], registry=r)
+        self.backend_errors = Counter("deckhand_backend_errors_total", "Failed calls to backends",
+                                      ["backend", "kind"], registry=r)
+        self.open_incidents = Gauge("deckhand_open_incidents", "Open node-join incidents", registry=r)
+        self.pending_approvals = Gauge("deckhand_pending_approvals", "Deletion requests awaiting approval",
+                                       registry=r)
+        self.leader = Gauge("deckhand_leader", "1 when this instance holds the lease and acts", registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

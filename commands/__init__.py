@@ -1,0 +1,108 @@
+"""Slack listeners, one module per feature; `register_all` wires them and the shared middleware.
+
+Middleware here, once, for every request:
+- Slack retries (`X-Slack-Retry-Num`) of a request we already received are acked and dropped:
+  the first delivery is (or was) being handled. Keyed by trigger_id / event_id in SQLite, so it
+  holds across threads and restarts.
+- metrics per command/action and outcome.
+- one error handler that turns any exception into a short ephemeral message with an error id
+  that is also logged; no stack traces in Slack.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from blocks.common import error_text
+from bot.context import Context, new_error_id
+from commands import canary, home, idle, nodes, ops, pipeline, service
+from commands.kit import UsageError, UserFacingError, channel_of, usage_text, user_of
+
+log = logging.getLogger("deckhand.commands")
+
+MODULES = [ops, pipeline, canary, service, nodes, idle, home]
+
+
+def help_lines() -> list[tuple[str, list[str], str]]:
+    """(command, usage lines, summary) for every slash command, for /ops help and the manifest test."""
+    return [(m.COMMAND, m.USAGE, m.SUMMARY) for m in MODULES if getattr(m, "COMMAND", None)]
+
+
+def request_name(body: dict) -> tuple[str, str]:
+    if body.get("command"):
+        sub = (body.get("text") or "").strip().split(" ", 1)[0]
+        return "command", f"{body['command']} {sub}".strip()
+    kind = body.get("type", "event")
+    if kind == "block_actions":
+        return "action", ((body.get("actions") or [{}])[0]).get("action_id", "?")
+    if kind in ("view_submission", "view_closed"):
+        return "view", (body.get("view") or {}).get("callback_id", "?")
+    if kind == "event_callback":
+        return "event", (body.get("event") or {}).get("type", "?")
+    return kind, "?"
+
+
+def dedupe_key(body: dict) -> str | None:
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    if body.get("trigger_id"):
+        return f"trigger:{body['trigger_id']}"
+    return None
+
+
+def register_all(app, ctx: Context) -> None:
+    @app.middleware
+    def drop_slack_retries(req, resp, next):  # noqa: A002 - Bolt's name
+        body = req.body or {}
+        key = dedupe_key(body)
+        retry = (req.headers.get("x-slack-retry-num") or [None])[0]
+        if key and not ctx.store.once(key):
+            kind, name = request_name(body)
+            ctx.metrics.requests.labels(kind=kind, name=name, outcome="duplicate").inc()
+            log.info("dropped duplicate delivery %s (retry %s)", key, retry)
+            resp.status = 200
+            resp.body = ""
+            return resp
+        return next()
+
+    @app.middleware
+    def standby(req, resp, next):  # noqa: A002
+        if ctx.is_leader():
+            return next()
+        resp.status = 200
+        resp.body = ":hourglass: deckhand is failing over to another instance; try again in a minute."
+        return resp
+
+    @app.middleware
+    def count_requests(req, resp, next):  # noqa: A002
+        started = time.perf_counter()
+        result = next()
+        kind, name = request_name(req.body or {})
+        ctx.metrics.requests.labels(kind=kind, name=name, outcome="ok" if (resp.status or 200) < 400 else "error").inc()
+        log.debug("%s %s handled in %.1f ms", kind, name, (time.perf_counter() - started) * 1000)
+        return result
+
+    @app.error
+    def show_error(error, body, respond, client, logger):
+        user = user_of(body or {})
+        kind, name = request_name(body or {})
+        if isinstance(error, UsageError):
+            text = usage_text(body.get("command", ""), [error.usage], str(error)) if body.get("command") else str(error)
+        elif isinstance(error, UserFacingError):
+            text = str(error)
+        else:
+            error_id = new_error_id()
+            ctx.metrics.errors.labels(where=f"{kind}:{name}").inc()
+            log.error("error id %s in %s %s for %s", error_id, kind, name, user, exc_info=error)
+            text = error_text("Something went wrong", f"deckhand hit an unexpected error while handling {name}.",
+                              "Try again; if it keeps happening, tell DevOps the error id.", error_id)
+        try:
+            if respond is not None and (body.get("response_url") or (body.get("response_urls") or [None])[0]):
+                respond(response_type="ephemeral", replace_original=False, text=text)
+            elif channel_of(body or {}) and user != "unknown":
+                client.chat_postEphemeral(channel=channel_of(body), user=user, text=text)
+        except Exception as exc:  # Slack itself failing must not raise from the error handler
+            log.warning("could not show the error to %s: %s", user, exc)
+
+    for module in MODULES:
+        module.register(app, ctx)

@@ -1,0 +1,8 @@
+"""Buttons for the home feature (no slash command of its own)."""
+from __future__ import annotations
+
+from bot.context import Context
+
+
+def register(app, ctx: Context) -> None:
+    pass

@@ -1,0 +1,81 @@
+"""What every listener needs: argument parsing, replies, denials. No business logic here."""
+from __future__ import annotations
+
+import logging
+import shlex
+from typing import Any, Callable
+
+from blocks.common import error_text
+from bot.access import Decision
+from bot.context import Context, new_error_id
+
+log = logging.getLogger("deckhand.commands")
+
+
+class UsageError(Exception):
+    """Raised by a listener when input does not fit; the global handler shows the usage."""
+
+    def __init__(self, message: str, usage: str):
+        super().__init__(message)
+        self.usage = usage
+
+
+class UserFacingError(Exception):
+    """A failure whose message is already fit for Slack: what failed, why, what next."""
+
+
+def words(text: str | None) -> list[str]:
+    """Split command text like a shell would, forgiving unbalanced quotes."""
+    text = (text or "").strip()
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def user_of(body: dict) -> str:
+    return body.get("user_id") or (body.get("user") or {}).get("id") or "unknown"
+
+
+def channel_of(body: dict) -> str | None:
+    return body.get("channel_id") or (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+
+
+def message_ts_of(body: dict) -> str | None:
+    return (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
+
+
+def action_value(body: dict) -> str:
+    acts = body.get("actions") or [{}]
+    return acts[0].get("value") or (acts[0].get("selected_option") or {}).get("value") or ""
+
+
+def usage_text(command: str, usage: list[str], problem: str | None = None) -> str:
+    lines = [f"`{command} {u}`" if u else f"`{command}`" for u in usage]
+    head = f":grey_question: {problem}\n" if problem else ""
+    return head + f"*Usage of {command}:*\n" + "\n".join(lines)
+
+
+def deny(ctx: Context, respond: Callable, user: str, action: str, decision: Decision,
+         target: str | None = None, cluster: str | None = None) -> None:
+    """An ephemeral 'not allowed' with the reason, and an audit row."""
+    ctx.audit(user, action, "denied", target=target, cluster=cluster, params={"reason": decision.reason})
+    ctx.metrics.requests.labels(kind="denial", name=action, outcome="denied").inc()
+    respond(response_type="ephemeral", replace_original=False,
+            text=f":no_entry: You can't do that: {decision.reason}.")
+
+
+def fail(respond: Callable, what: str, exc: Exception, next_step: str = "Try again; if it keeps failing, ask DevOps.") -> str:
+    """Show a backend failure (Kubernetes, GitHub, Prometheus) with an error id, and log it."""
+    error_id = new_error_id()
+    log.warning("%s failed (error id %s): %s", what, error_id, exc)
+    respond(response_type="ephemeral", replace_original=False, text=error_text(what, str(exc), next_step, error_id))
+    return error_id
+
+
+def safe_respond(respond: Callable, **kwargs: Any) -> None:
+    """respond() to a response_url; a dead URL (older than 30 min) must not break the flow."""
+    try:
+        respond(**kwargs)
+    except Exception as exc:
+        log.info("respond() failed: %s", exc)
