@@ -35,7 +35,6 @@ def build_bolt(ctx: Context, workers: int = 16) -> App:
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener")
     ctx.extras["listener_executor"] = executor
     bolt = App(
-        token=ctx.secrets.slack_bot_token,
         signing_secret=ctx.secrets.slack_signing_secret or "unused-in-socket-mode",
         client=ctx.slack,
         token_verification_enabled=False,  # `check` and startup report auth problems clearly instead

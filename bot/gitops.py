@@ -98,5 +98,113 @@ class GitOps:
     def owner(self) -> str:
         return self.settings.repo.split("/", 1)[0]
 
+    # -- reading -----------------------------------------------------------------------------
+    def read_file(self, path: str, ref: str | None = None) -> str | None:
+        """A file's text on `ref` (default: the base branch), or None when it does not exist."""
+        repo = self.repo()
+        try:
+            content = repo.get_contents(path, ref=ref or self.settings.base_branch)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise github_error(f"read {path}", exc) from None
+        except Exception as exc:
+            raise github_error(f"read {path}", exc) from None
+        if isinstance(content, list):
+            return None  # a directory
+        return content.decoded_content.decode("utf-8")
+
+    def files_under(self, prefix: str, ref: str | None = None) -> dict[str, str]:
+        """path -> blob sha for every file below `prefix` (one recursive tree call)."""
+        repo = self.repo()
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        try:
+            head = repo.get_branch(ref or self.settings.base_branch).commit.sha
+            tree = repo.get_git_tree(head, recursive=True)
+        except Exception as exc:
+            raise github_error("list repository files", exc) from None
+        return {e.path: e.sha for e in tree.tree if e.type == "blob" and e.path.startswith(prefix)}
+
+    def pull(self, number: int) -> PullRequest:
+        try:
+            pr = self.repo().get_pull(number)
+        except Exception as exc:
+            raise github_error(f"read pull request #{number}", exc) from None
+        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), pr.head.ref)
+
+    # -- writing -----------------------------------------------------------------------------
+    def propose(self, branch: str, changes: dict[str, str | None], title: str, body: str,
+                message: str | None = None) -> PullRequest:
+        """Put `changes` (path -> new text, or None to delete) in ONE commit on `branch`, made
+        from the base branch, and open (or update) ONE pull request for it.
+
+        Safe to repeat: the branch is force-moved to the new commit, an open PR for the branch
+        (found with `head=owner:branch`) is edited instead of duplicated, and a lost race on
+        creating the ref or the PR falls back to the one that won.
+        """
+        repo = self.repo()
+        base = self.settings.base_branch
+        step = "read the base branch"
+        try:
+            base_ref = repo.get_git_ref(f"heads/{base}")
+            base_commit = repo.get_git_commit(base_ref.object.sha)
+            step = "create the commit"
+            elements = [
+                InputGitTreeElement(path, "100644", "blob", content=text) if text is not None
+                else InputGitTreeElement(path, "100644", "blob", sha=None)
+                for path, text in sorted(changes.items())
+            ]
+            tree = repo.create_git_tree(elements, base_tree=repo.get_git_tree(base_commit.tree.sha))
+            commit = repo.create_git_commit(message or title, tree, [base_commit])
+            step = f"move branch {branch}"
+            self._point_branch(repo, branch, commit.sha)
+            step = "open the pull request"
+            pr = self._open_or_update_pull(repo, branch, title, body)
+            step = "label the pull request"
+            if self.settings.labels:
+                pr.add_to_labels(*self.settings.labels)
+            if self.settings.reviewers or self.settings.team_reviewers:
+                step = "request reviewers"
+                try:
+                    pr.create_review_request(reviewers=list(self.settings.reviewers),
+                                             team_reviewers=list(self.settings.team_reviewers))
+                except GithubException as exc:
+                    if exc.status != 422:  # 422: e.g. the reviewer is the PR's author; not worth failing
+                        raise
+        except GitOpsError:
+            raise
+        except Exception as exc:
+            raise github_error(step, exc) from None
+        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), branch)
+
+    def _point_branch(self, repo: Repository, branch: str, sha: str) -> None:
+        try:
+            repo.get_git_ref(f"heads/{branch}").edit(sha, force=True)
+            return
+        except GithubException as exc:
+            if exc.status != 404:
+                raise
+        try:
+            repo.create_git_ref(f"refs/heads/{branch}", sha)
+        except GithubException as exc:
+            if exc.status != 422:  # created meanwhile by a concurrent retry: move it instead
+                raise
+            repo.get_git_ref(f"heads/{branch}").edit(sha, force=True)
+
+    def _open_or_update_pull(self, repo: Repository, branch: str, title: str, body: str):
+        head = f"{self.owner()}:{branch}"
+        base = self.settings.base_branch
+        for pr in repo.get_pulls(state="open", head=head, base=base):
+            pr.edit(title=title, body=body)
+            return pr
+        try:
+            return repo.create_pull(title=title, body=body, head=branch, base=base)
+        except GithubException as exc:
+            if exc.status != 422:
+                raise
+            for pr in repo.get_pulls(state="open", head=head, base=base):
+                return pr
+            raise
+
 
 __all__ = ["GitOps", "GitOpsError", "PullRequest", "github_error", "InputGitTreeElement", "github"]

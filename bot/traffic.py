@@ -33,6 +33,17 @@ class Sample:
     value: float
 
 
+def _reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "timed out" in text or "timeout" in text:
+        return "timed out"
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "host not found"
+    return type(exc).__name__
+
+
 def promql_duration(delta: timedelta) -> str:
     """timedelta -> PromQL range like `7d`, `10m`, `90s`."""
     seconds = int(delta.total_seconds())
@@ -72,10 +83,7 @@ class Traffic:
         except PrometheusApiClientException as exc:
             raise self._fail(cluster, f"query rejected: {str(exc)[:200]}") from None
         except Exception as exc:  # requests' timeouts and connection errors, bad JSON
-            text = str(exc).lower()
-            reason = "timed out" if "timed out" in text or "timeout" in text else (
-                "connection refused" if "refused" in text else type(exc).__name__)
-            raise self._fail(cluster, reason) from None
+            raise self._fail(cluster, _reason(exc)) from None
         samples = []
         for item in result or []:
             try:
@@ -104,7 +112,7 @@ class Traffic:
         try:
             response = prom._session.get(f"{prom.url}/-/ready", timeout=timeout)
         except Exception as exc:
-            raise MetricsUnavailable(cluster, type(exc).__name__) from None
+            raise MetricsUnavailable(cluster, _reason(exc)) from None
         if response.status_code != 200:
             raise MetricsUnavailable(cluster, f"/-/ready answered {response.status_code}")
 

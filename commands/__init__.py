@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
+from slack_bolt import BoltResponse
+
 from blocks.common import error_text
 from bot.context import Context, new_error_id
 from commands import canary, home, idle, nodes, ops, pipeline, service
@@ -60,25 +62,22 @@ def register_all(app, ctx: Context) -> None:
             kind, name = request_name(body)
             ctx.metrics.requests.labels(kind=kind, name=name, outcome="duplicate").inc()
             log.info("dropped duplicate delivery %s (retry %s)", key, retry)
-            resp.status = 200
-            resp.body = ""
-            return resp
+            return BoltResponse(status=200, body="")
         return next()
 
     @app.middleware
     def standby(req, resp, next):  # noqa: A002
         if ctx.is_leader():
             return next()
-        resp.status = 200
-        resp.body = ":hourglass: deckhand is failing over to another instance; try again in a minute."
-        return resp
+        return BoltResponse(status=200, body=":hourglass: deckhand is failing over to another instance; "
+                                             "try again in a minute.")
 
     @app.middleware
     def count_requests(req, resp, next):  # noqa: A002
         started = time.perf_counter()
         result = next()
         kind, name = request_name(req.body or {})
-        ctx.metrics.requests.labels(kind=kind, name=name, outcome="ok" if (resp.status or 200) < 400 else "error").inc()
+        ctx.metrics.requests.labels(kind=kind, name=name, outcome="ok" if getattr(result, "status", 200) < 400 else "error").inc()
         log.debug("%s %s handled in %.1f ms", kind, name, (time.perf_counter() - started) * 1000)
         return result
 

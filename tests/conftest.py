@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fakes.slack",
     "tests.fakes.github",
     "tests.fakes.prometheus",
+    "tests.harness",
 ]

@@ -1,0 +1,202 @@
+"""The bot under test: real settings, real store, real Bolt app and HTTP server, fakes behind it.
+
+    def test_something(bot):                       # one cluster "prod-a" on a Kubernetes fake
+        resp = bot.sender.command("/ops", "help")   # signed, to the real /slack/events
+        bot.slack.wait_for(lambda: bot.slack.responses)
+
+`bot_factory(clusters=..., config=...)` builds variants: several clusters, a real Prometheus
+URL per cluster, config overrides (deep-merged). The clock is a FakeClock: advance it instead
+of sleeping.
+"""
+from __future__ import annotations
+
+import copy
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEVOPS = "U0DEVOPS1"
+DEVOPS2 = "U0DEVOPS2"
+PAY_DEV = "U0PAYDEV"
+PAY_DEV2 = "U0PAYDEV2"
+OUTSIDER = "U0OUTSIDER"
+SIGNING_SECRET = "test-signing-secret-0123456789"
+BOT_TOKEN = "xoxb-test-token-deckhand"
+GITHUB_TOKEN = "ghp_testtoken0123456789abcdefghijklmn"
+HOOK_SECRET = "test-hook-secret-abcdef"
+WEBHOOK_SECRET = "test-github-webhook-secret"
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None):
+        self.moment = start or datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.moment
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        with self._lock:
+            self.moment += delta or timedelta(**kwargs)
+            return self.moment
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self.moment = moment
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def closed_url() -> str:
+    """A loopback URL where nothing listens: connection refused at once."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def base_config() -> dict[str, Any]:
+    return {
+        "clusters": [],
+        "channels": {"alerts": "C0ALERTS", "approvals": "C0APPROVALS", "audit": "C0AUDIT"},
+        "roles": {"devops": [DEVOPS, DEVOPS2]},
+        "teams": {
+            "payments": {"members": [PAY_DEV, PAY_DEV2], "channel": "C0PAY"},
+            "search": {"usergroup": "S0SEARCH", "channel": "C0SEARCH"},
+        },
+        "github": {"api_url": "http://127.0.0.1:1/api/v3", "repo": "org/deploy-manifests", "base_branch": "main",
+                   "reviewers": ["octocat"], "team_reviewers": ["devops"], "labels": ["deckhand"]},
+        "canary": {"steps": [10, 25, 50, 100], "stale_after": "72h", "rollout_timeout": "10m"},
+        "idle": {"window": "7d", "schedule": "0 10 * * 1-5", "repeat_interval": "7d",
+                 "exclude_namespaces": ["kube-system", "istio-system"]},
+        "node_join": {"interval": "2m", "not_ready_after": "10m", "startup_timeout": "15m", "max_unhealthy": "40%"},
+        "deletion": {"request_ttl": "72h"},
+    }
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Bot:
+    ctx: Any
+    url: str
+    sender: Any
+    slack: Any
+    clock: FakeClock
+    config: dict
+    kube: dict[str, Any]  # cluster name -> Kubernetes fake
+    github: Any
+    server: Any = None
+    thread: threading.Thread | None = None
+    bolt: Any = None
+    extra: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+            self.server = None
+        executor = self.ctx.extras.get("listener_executor")
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=False)
+        self.ctx.outbox.stop()
+        self.ctx.store.close()
+
+    def run_job(self, name: str) -> str:
+        import jobs
+
+        return jobs.run_now(self.ctx, name, trigger="test")
+
+    def flush(self) -> int:
+        """Send what the outbox holds (alerts, digests) now."""
+        return self.ctx.outbox.flush(max_seconds=10)
+
+    def kube_fake(self, cluster: str = "prod-a"):
+        return self.kube[cluster]
+
+
+def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometheus: dict[str, str] | None = None,
+              github_fake=None, config: dict | None = None, clock: FakeClock | None = None,
+              serve: bool = True, db_path: str | None = None) -> Bot:
+    from tests.fakes.kube import write_kubeconfig
+    from tests.fakes.slack import SlackSender
+
+    import app as app_module
+    import jobs
+    from bot.config import Secrets, parse_settings
+    from bot.context import build_context
+
+    kubeconfig = write_kubeconfig(str(tmp_path / "kubeconfig"), kube_fakes)
+    prometheus = prometheus or {}
+    cfg = base_config()
+    cfg["clusters"] = [
+        {"name": name, "context": name, "kubeconfig": kubeconfig,
+         "prometheus_url": prometheus.get(name) or closed_url(), "istio_api_version": "v1"}
+        for name in kube_fakes
+    ]
+    if github_fake is not None:
+        cfg["github"]["api_url"] = github_fake.url
+    cfg = deep_merge(cfg, config or {})
+    settings = parse_settings(cfg, "test.yaml")
+    secrets = Secrets(
+        slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET, slack_app_token=None,
+        slack_api_url=slack_fake.api_url, github_token=GITHUB_TOKEN, hook_secret=HOOK_SECRET,
+        github_webhook_secret=WEBHOOK_SECRET,
+    )
+    clock = clock or FakeClock()
+    ctx = build_context(settings, secrets, db_path or str(tmp_path / "deckhand.db"), clock=clock,
+                        outbox_interval=0.0, github_write_pacing=None, backend_timeout=3.0)
+    ctx.run_job = lambda name, user="test": jobs.run_now(ctx, name, trigger=f"manual:{user}")
+    bolt = app_module.build_bolt(ctx, workers=8)
+    web = app_module.build_web(ctx, bolt)
+    bot = Bot(ctx=ctx, url="", sender=None, slack=slack_fake, clock=clock, config=cfg, kube=kube_fakes,
+              github=github_fake, bolt=bolt)
+    bot.extra["web"] = web
+    if serve:
+        from waitress import create_server
+
+        server = create_server(web, host="127.0.0.1", port=0, threads=8)
+        port = server.socket.getsockname()[1]
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        bot.server, bot.thread, bot.url = server, thread, f"http://127.0.0.1:{port}"
+        bot.sender = SlackSender(bot.url, SIGNING_SECRET, slack_fake)
+    return bot
+
+
+@pytest.fixture
+def bot_factory(tmp_path, slack_fake, kube_fake_factory):
+    started: list[Bot] = []
+
+    def make(clusters: list[str] | tuple[str, ...] = ("prod-a",), **kwargs: Any) -> Bot:
+        fakes = kwargs.pop("kube_fakes", None) or {name: kube_fake_factory() for name in clusters}
+        directory = tmp_path / f"bot{len(started)}"
+        directory.mkdir()
+        bot = start_bot(directory, slack_fake, fakes, **kwargs)
+        started.append(bot)
+        return bot
+
+    yield make
+    for bot in started:
+        bot.stop()
+
+
+@pytest.fixture
+def bot(bot_factory):
+    return bot_factory()

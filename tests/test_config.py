@@ -1,0 +1,92 @@
+"""Config: the example validates; every kind of mistake names the file, the key path and the problem."""
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from bot.config import ConfigError, load_settings, parse_duration, parse_settings
+
+EXAMPLE = "deploy/deckhand.example.yaml"
+
+
+def example() -> dict:
+    return yaml.safe_load(open(EXAMPLE))
+
+
+def problems(data, name="deckhand.yaml") -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, name)
+    return caught.value.problems
+
+
+def test_shipped_example_validates():
+    settings = load_settings(EXAMPLE)
+    assert [c.name for c in settings.clusters] == ["prod-a", "prod-b"]
+    assert settings.canary.stale_after == timedelta(hours=72)
+    assert settings.idle.window == timedelta(days=7)
+    assert settings.node_join.max_unhealthy == pytest.approx(0.4)
+    assert settings.clusters[1].istio_api_version == "v1beta1"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["clusters"][1].update(prometheus_url="prometheus:9090"), "deckhand.yaml: clusters[1].prometheus_url: not a URL"),
+    (lambda d: d.update(colour="blue"), "deckhand.yaml: colour: unknown key"),
+    (lambda d: d["canary"].update(stale_after="three days"), "deckhand.yaml: canary.stale_after: 'three days' is not a duration"),
+    (lambda d: d["channels"].pop("alerts"), "deckhand.yaml: channels.alerts: required key is missing"),
+    (lambda d: d["roles"].update(devops=["alice"]), "deckhand.yaml: roles.devops: 'alice' is not a Slack user"),
+    (lambda d: d["idle"].update(schedule="every monday"), "deckhand.yaml: idle.schedule: 'every monday' is not a cron expression"),
+    (lambda d: d["clusters"][0].update(istio_api_version="v2"), "deckhand.yaml: clusters[0].istio_api_version: Input should be 'v1' or 'v1beta1'"),
+    (lambda d: d["node_join"].update(max_unhealthy="140%"), "deckhand.yaml: node_join.max_unhealthy: must be between 0% and 100%"),
+    (lambda d: d["canary"].update(steps=[50, 10]), "deckhand.yaml: canary.steps: must be increasing percentages"),
+    (lambda d: d["clusters"][0].update(name="Prod_A"), "deckhand.yaml: clusters[0].name: must be a DNS-1123 label"),
+    (lambda d: d["github"].update(repo="just-a-name"), "deckhand.yaml: github.repo: must be owner/name"),
+    (lambda d: d["clusters"].append(dict(d["clusters"][0])), "duplicate cluster name 'prod-a'"),
+])
+def test_bad_config_names_file_path_and_problem(mutate, expected):
+    data = example()
+    mutate(data)
+    assert any(expected in p for p in problems(data)), problems(data)
+
+
+def test_every_problem_is_reported_at_once():
+    data = example()
+    data["clusters"][0]["prometheus_url"] = "nope"
+    data["deletion"]["request_ttl"] = "soon"
+    data["extra"] = 1
+    assert len(problems(data)) == 3
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(missing)
+    broken = tmp_path / "deckhand.yaml"
+    broken.write_text("clusters: [\n  - name: a\n")
+    with pytest.raises(ConfigError, match=r"deckhand.yaml: line \d+, column \d+: invalid YAML"):
+        load_settings(broken)
+    broken.write_text("")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_settings(broken)
+    broken.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_settings(broken)
+
+
+@pytest.mark.parametrize("text, seconds", [("72h", 259200), ("7d", 604800), ("10m", 600), ("1h30m", 5400),
+                                           ("45s", 45), ("2w", 1209600), (90, 90)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "ten minutes", "10x", "-5m", True])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_secrets_never_in_repr():
+    from bot.config import Secrets
+
+    secrets = Secrets.from_env({"SLACK_BOT_TOKEN": "xoxb-secret-value", "GITHUB_TOKEN": "ghp_abc"})
+    assert "xoxb-secret-value" not in repr(secrets) and "ghp_abc" not in repr(secrets)
+    assert set(secrets.values()) == {"xoxb-secret-value", "ghp_abc"}
