@@ -15,13 +15,13 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.store import Store, iso
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Outbox:
     def _enqueue(self, channel: str, method: str, payload: dict, ref: str | None) -> int:
         row_id = self.store.insert("outbox", {
             "channel": channel, "method": method, "payload": json.dumps(payload), "state": "pending",
-            "next_at": self.store.now(), "created_at": self.store.now(), "ref": ref,
+            "next_at": _wall_iso(), "created_at": self.store.now(), "ref": ref,
         })
         with self._wake:
             self._wake.notify()
@@ -96,31 +96,34 @@ class Outbox:
         return self.store.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
 
     def flush(self, max_seconds: float = 30.0) -> int:
-        """Send every due message, pacing per channel. Returns how many were sent."""
+        """Send every due message, oldest first per channel, pacing each channel. Returns how many were sent.
+
+        Only the oldest pending message of a channel may go out, so a message held back by a 429
+        is never overtaken by a later one: alerts arrive in the order they happened.
+        """
         if self.client is None:
             return 0
         sent = 0
         deadline = time.monotonic() + max_seconds
         with self._flush_lock:
             while time.monotonic() < deadline and not self._stop.is_set():
-                due = self.store.query(
-                    "SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ? ORDER BY id LIMIT 200",
-                    [self.store.now()],
+                heads = self.store.query(
+                    "SELECT o.* FROM outbox o JOIN (SELECT channel, MIN(id) AS id FROM outbox "
+                    "WHERE state = 'pending' GROUP BY channel) h ON o.id = h.id WHERE o.next_at <= ? ORDER BY o.id",
+                    [_wall_iso()],
                 )
-                if not due:
+                if not heads:
                     break
-                progressed = False
-                for row in due:
+                waits = []
+                for row in heads:
                     wait = self._last_sent.get(row["channel"], 0) + self.min_interval - time.monotonic()
                     if wait > 0:
-                        continue  # another channel may be ready; come back to this one
+                        waits.append(wait)
+                        continue
                     if self._send(row):
                         sent += 1
-                    progressed = True
-                if not progressed:
-                    nearest = min(self._last_sent.get(r["channel"], 0) + self.min_interval for r in due)
-                    pause = max(0.0, min(nearest - time.monotonic(), deadline - time.monotonic()))
-                    self._stop.wait(pause)
+                if waits and len(waits) == len(heads):
+                    self._stop.wait(max(0.0, min(min(waits), deadline - time.monotonic())))
         return sent
 
     def _send(self, row: dict) -> bool:
@@ -161,7 +164,7 @@ class Outbox:
         return True
 
     def _retry(self, row: dict, after: float, error: str, count: bool = True) -> None:
-        next_at = iso(self.store.clock() + timedelta(seconds=after))
+        next_at = _wall_iso(after)
         with self.store.tx() as db:
             db.execute(
                 f"UPDATE outbox SET next_at = ?, error = ?{', attempts = attempts + 1' if count else ''} WHERE id = ?",
@@ -198,5 +201,6 @@ class Outbox:
             self._thread.join(timeout=5)
 
 
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
+def _wall_iso(after: float = 0.0) -> str:
+    """Retry timing is transport business: real time, not the injected domain clock."""
+    return datetime.fromtimestamp(time.time() + after, timezone.utc).isoformat(timespec="milliseconds")

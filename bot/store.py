@@ -62,7 +62,7 @@ MIGRATIONS: list[list[str]] = [
             id INTEGER PRIMARY KEY, channel TEXT NOT NULL, method TEXT NOT NULL, payload TEXT NOT NULL,
             state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL,
             created_at TEXT NOT NULL, sent_at TEXT, ts TEXT, error TEXT, ref TEXT)""",
-        "CREATE INDEX outbox_pending ON outbox(state, next_at)",
+        "CREATE INDEX outbox_pending ON outbox(state, channel, id)",
         """CREATE TABLE savings (
             id INTEGER PRIMARY KEY, at TEXT NOT NULL, team TEXT, cluster TEXT NOT NULL, namespace TEXT,
             service TEXT NOT NULL, cpu_cores REAL NOT NULL, memory_bytes INTEGER NOT NULL,

@@ -1,0 +1,91 @@
+"""One writer: two real processes against the Kubernetes fake; only the Lease holder acts, and the
+standby takes over when the leader dies without releasing."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import requests
+import yaml
+
+from bot.kube import LEASES, KubeGateway
+from bot.leader import LeaderElector
+from bot.config import Cluster
+from tests.harness import FakeClock, free_port
+from tests.test_app import ROOT, base_env, write_config
+
+
+def start(tmp_path, config, slack_fake, name):
+    env = base_env(tmp_path, config, slack_fake)
+    port = free_port()
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "POD_NAME": name, "DECKHAND_DB": str(tmp_path / f"{name}.db")})
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def ready(url):
+    try:
+        return requests.get(url + "/readyz", timeout=1)
+    except requests.ConnectionError:
+        return None
+
+
+def poll(predicate, deadline=20.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached before the deadline")
+
+
+def test_standby_takes_over_when_the_leader_dies(tmp_path, kube_fake, slack_fake):
+    config = write_config(tmp_path, kube_fake, "http://127.0.0.1:1")
+    data = yaml.safe_load(open(config))
+    data["lease"] = {"cluster": "prod-a", "namespace": "deckhand", "name": "deckhand", "duration": "2s"}
+    open(config, "w").write(yaml.safe_dump(data))
+    first, first_url = start(tmp_path, config, slack_fake, "first")
+    second = None
+    try:
+        poll(lambda: (r := ready(first_url)) is not None and r.status_code == 200)
+        assert kube_fake.get("coordination.k8s.io/v1", "leases", "deckhand", "deckhand")["spec"]["holderIdentity"] == "first"
+        second, second_url = start(tmp_path, config, slack_fake, "second")
+        standby = poll(lambda: (r := ready(second_url)) is not None and [r])[0]
+        assert standby.status_code == 503 and standby.json()["leader"] is False
+        assert "deckhand_leader 0.0" in requests.get(second_url + "/metrics").text
+        first.send_signal(signal.SIGKILL)  # no clean release: the lease must expire
+        first.wait(timeout=10)
+        poll(lambda: (r := ready(second_url)) is not None and r.status_code == 200)
+        lease = kube_fake.get("coordination.k8s.io/v1", "leases", "deckhand", "deckhand")
+        assert lease["spec"]["holderIdentity"] == "second" and lease["spec"]["leaseTransitions"] >= 1
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def test_elector_rules_with_an_injected_clock(kube_fake, tmp_path):
+    kubeconfig = kube_fake.kubeconfig(str(tmp_path / "kc"), context="prod-a")
+    kube = KubeGateway([Cluster(name="prod-a", context="prod-a", kubeconfig=kubeconfig, prometheus_url="http://x:1")])
+    clock = FakeClock()
+    a = LeaderElector(kube, "prod-a", "deckhand", "deckhand", timedelta(seconds=30), identity="a", clock=clock)
+    b = LeaderElector(kube, "prod-a", "deckhand", "deckhand", timedelta(seconds=30), identity="b", clock=clock)
+    assert a.try_acquire_or_renew() and a.is_leader()
+    assert not b.try_acquire_or_renew()
+    clock.advance(seconds=20)
+    assert a.try_acquire_or_renew()  # renewed in time
+    clock.advance(seconds=25)
+    assert not b.try_acquire_or_renew()  # a renewed 25 s ago: still a's
+    clock.advance(seconds=31)
+    assert not a.is_leader()  # a could not renew for a whole duration: it stops acting by itself
+    assert b.try_acquire_or_renew() and b.is_leader()
+    b.release()
+    assert kube_fake.get("coordination.k8s.io/v1", "leases", "deckhand", "deckhand")["spec"]["holderIdentity"] is None
+    assert a.try_acquire_or_renew()  # released: no need to wait out the duration
