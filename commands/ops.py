@@ -50,7 +50,6 @@ def register(app, ctx: Context) -> None:
 
 
 def job_listing(ctx: Context) -> list[dict]:
-    from jobs import describe  # jobs/ knows the schedules; importing here keeps the arrow one-way
-
+    describe = ctx.extras.get("describe_jobs")  # set by jobs.attach; commands/ does not import jobs/
     last = {row["job"]: row for row in ctx.store.last_job_runs()}
-    return [{**job, "last": last.get(job["name"])} for job in describe(ctx)]
+    return [{**job, "last": last.get(job["name"])} for job in (describe() if describe else [])]

@@ -48,6 +48,14 @@ def run_now(ctx: Context, name: str, trigger: str = "schedule") -> str:
     return f"`{name}` {outcome}: {summary}"
 
 
+def attach(ctx: Context, scheduler=None) -> None:
+    """Give the listeners (which must not import jobs/) a way to run and list jobs."""
+    ctx.run_job = lambda name, user="manual": run_now(ctx, name, trigger=f"manual:{user}")
+    ctx.extras["describe_jobs"] = lambda: describe(ctx)
+    if scheduler is not None:
+        ctx.extras["scheduler"] = scheduler
+
+
 def schedule_all(scheduler, ctx: Context) -> None:
     for module in MODULES:
         trigger = module.trigger(ctx.settings)
@@ -57,8 +65,7 @@ def schedule_all(scheduler, ctx: Context) -> None:
             run_now, trigger, args=[ctx, module.NAME], id=module.NAME, name=module.NAME,
             coalesce=True, max_instances=1, misfire_grace_time=300, replace_existing=True,
         )
-    ctx.run_job = lambda name, user="manual": run_now(ctx, name, trigger=f"manual:{user}")
-    ctx.extras["scheduler"] = scheduler
+    attach(ctx, scheduler)
 
 
 def describe(ctx: Context) -> list[dict]:

@@ -162,7 +162,7 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
     clock = clock or FakeClock()
     ctx = build_context(settings, secrets, db_path or str(tmp_path / "deckhand.db"), clock=clock,
                         outbox_interval=0.0, github_write_pacing=None, backend_timeout=3.0)
-    ctx.run_job = lambda name, user="test": jobs.run_now(ctx, name, trigger=f"manual:{user}")
+    jobs.attach(ctx)
     bolt = app_module.build_bolt(ctx, workers=8)
     web = app_module.build_web(ctx, bolt)
     bot = Bot(ctx=ctx, url="", sender=None, slack=slack_fake, clock=clock, config=cfg, kube=kube_fakes,

@@ -30,5 +30,6 @@ def test_blocks_are_pure():
 
 
 def test_only_app_wires_jobs_and_commands_together():
-    for path in (ROOT / "jobs").rglob("*.py"):
-        assert "commands" not in imports(path), f"{path.relative_to(ROOT)} imports commands/"
+    for folder, other in (("jobs", "commands"), ("commands", "jobs")):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert other not in imports(path), f"{path.relative_to(ROOT)} imports {other}/"
