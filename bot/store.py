@@ -68,6 +68,102 @@ MIGRATIONS: list[list[str]] = [
             service TEXT NOT NULL, cpu_cores REAL NOT NULL, memory_bytes INTEGER NOT NULL,
             source TEXT NOT NULL, ref TEXT, UNIQUE(source, ref))""",
     ],
+    # 2: node-join failures (bot/nodes.py, bot/alerts.py): join reports, join attempts, incidents,
+    # the Slack messages that show them, silences.
+    [
+        """CREATE TABLE node_reports (
+            id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, cluster TEXT NOT NULL, node TEXT NOT NULL,
+            phase TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', log_tail TEXT NOT NULL DEFAULT '',
+            exit_code INTEGER, script_version TEXT, reported_at TEXT)""",
+        "CREATE INDEX node_reports_node ON node_reports(cluster, node, id)",
+        # One row per (cluster, node): the current join attempt, so the scan can tell "never joined".
+        """CREATE TABLE node_joins (
+            cluster TEXT NOT NULL, node TEXT NOT NULL, started_at TEXT NOT NULL, last_phase TEXT NOT NULL,
+            last_status TEXT NOT NULL, last_report_at TEXT NOT NULL, joined_at TEXT,
+            PRIMARY KEY (cluster, node))""",
+        # node = '*' for cluster-level incidents (unreachable API server, too many unhealthy nodes).
+        """CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY, kind TEXT NOT NULL, cluster TEXT NOT NULL, node TEXT NOT NULL,
+            reason TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'open', detail TEXT NOT NULL DEFAULT '{}',
+            first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, failing_since TEXT NOT NULL,
+            resolved_at TEXT, resolution TEXT, message_id INTEGER, group_id INTEGER,
+            acked_by TEXT, acked_at TEXT)""",
+        # At most one OPEN incident per (kind, cluster, node, reason); resolved ones are history.
+        "CREATE UNIQUE INDEX incidents_open ON incidents(kind, cluster, node, reason) WHERE state = 'open'",
+        "CREATE INDEX incidents_message ON incidents(message_id)",
+        "CREATE INDEX incidents_group ON incidents(group_id)",
+        # A Slack message deckhand keeps current: version counts renders, synced_version what Slack shows.
+        """CREATE TABLE alert_messages (
+            id INTEGER PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL, cluster TEXT NOT NULL,
+            parent_id INTEGER, state TEXT NOT NULL, ts TEXT, payload TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1, posted_version INTEGER NOT NULL DEFAULT 0,
+            synced_version INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL)""",
+        "CREATE INDEX alert_messages_parent ON alert_messages(parent_id)",
+        # node = '*' silences the whole cluster.
+        """CREATE TABLE alert_silences (
+            kind TEXT NOT NULL, cluster TEXT NOT NULL, node TEXT NOT NULL, until TEXT NOT NULL,
+            created_by TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (kind, cluster, node))""",
+        # The alert posts are looked up by ref (replace_pending, recovery after a failed post).
+        "CREATE INDEX IF NOT EXISTS outbox_ref ON outbox(ref)",
+    ],
+    # 3: idle services (bot/idle_store.py): what each service's last report and decision is, the digest
+    # messages that list them (to update them in place), and clusters whose metrics are down.
+    [
+        """CREATE TABLE idle_services (
+            cluster TEXT NOT NULL, namespace TEXT NOT NULL, service TEXT NOT NULL, team TEXT,
+            finding TEXT NOT NULL, state TEXT NOT NULL, cpu_cores REAL NOT NULL DEFAULT 0,
+            memory_bytes INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}',
+            first_reported_at TEXT, last_reported_at TEXT, snoozed_until TEXT, decided_by TEXT,
+            decided_at TEXT, reason TEXT, cleared_reason TEXT, PRIMARY KEY (cluster, namespace, service))""",
+        "CREATE INDEX idle_services_team ON idle_services(team, state)",
+        """CREATE TABLE idle_digests (
+            id INTEGER PRIMARY KEY, run_at TEXT NOT NULL, team TEXT, channel TEXT NOT NULL,
+            part INTEGER NOT NULL, parts INTEGER NOT NULL, parent_id INTEGER, ts TEXT,
+            summary TEXT NOT NULL DEFAULT '{}', posted INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX idle_digests_ts ON idle_digests(channel, ts)",
+        "CREATE INDEX idle_digests_parent ON idle_digests(parent_id)",
+        """CREATE TABLE idle_digest_items (
+            digest_id INTEGER NOT NULL, position INTEGER NOT NULL, cluster TEXT NOT NULL,
+            namespace TEXT NOT NULL, service TEXT NOT NULL, snapshot TEXT NOT NULL,
+            PRIMARY KEY (digest_id, position))""",
+        "CREATE INDEX idle_digest_items_service ON idle_digest_items(cluster, namespace, service)",
+        "CREATE TABLE idle_outages (cluster TEXT PRIMARY KEY, since TEXT NOT NULL, reason TEXT NOT NULL)",
+    ],
+    # 4: service deletion (bot/lifecycle.py): one row per deletion request, its state machine, the
+    # dependency report it was approved on, and the deletion plan with each step's result.
+    [
+        """CREATE TABLE deletion_requests (
+            id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, namespace TEXT NOT NULL, service TEXT NOT NULL,
+            team TEXT, requester TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'command', state TEXT NOT NULL,
+            override_reason TEXT, report TEXT NOT NULL, plan TEXT NOT NULL DEFAULT '[]',
+            changes TEXT NOT NULL DEFAULT '[]', decided_by TEXT, decided_at TEXT, note TEXT,
+            branch TEXT, pr_number INTEGER, pr_url TEXT,
+            created_at TEXT NOT NULL, expires_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        # At most one open request per service: a second "Request deletion" finds the first.
+        """CREATE UNIQUE INDEX deletion_requests_open ON deletion_requests(cluster, namespace, service)
+            WHERE state IN ('pending', 'approved', 'deleting', 'failed', 'awaiting_merge')""",
+        "CREATE INDEX deletion_requests_state ON deletion_requests(state, expires_at)",
+        "CREATE INDEX deletion_requests_pr ON deletion_requests(branch, pr_number)",
+    ],
+    # 5: pipelines (bot/pipeline_requests.py): one row per pipeline PR key ("pipeline:<service>" or
+    # "batch-image:<image>"), recycled once its PR is merged or closed; states move by compare-and-set.
+    [
+        """CREATE TABLE pipeline_requests (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, action TEXT NOT NULL, target TEXT NOT NULL,
+            team TEXT, spec TEXT NOT NULL, state TEXT NOT NULL, requester TEXT NOT NULL, editor TEXT,
+            channel TEXT, ts TEXT, permalink TEXT, branch TEXT NOT NULL, pr_number INTEGER, pr_url TEXT,
+            files TEXT NOT NULL DEFAULT '[]', detail TEXT NOT NULL DEFAULT '{}', error TEXT,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, settled_at TEXT)""",
+        "CREATE INDEX pipeline_requests_state ON pipeline_requests(state)",
+        "CREATE INDEX pipeline_requests_pr ON pipeline_requests(branch, pr_number)",
+    ],
+    # 6: canary reminders (bot/canary_reminders.py): when each half-promoted canary was last reminded
+    # (at most once per canary.stale_after and revision), and the reminder message to update when it ends.
+    [
+        """CREATE TABLE canary_reminders (
+            key TEXT PRIMARY KEY, cluster TEXT NOT NULL, namespace TEXT NOT NULL, service TEXT NOT NULL,
+            revision TEXT NOT NULL, reminded_at TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT, ts TEXT)""",
+    ],
 ]
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from blocks.service import request_message
+from bot import lifecycle
 from bot.context import Context
 
 NAME = "deletion-expiry"
@@ -13,4 +15,9 @@ def trigger(settings):
 
 
 def run(ctx: Context) -> str:
-    return "not implemented yet"
+    # Clicks check expiry themselves; this job updates messages nobody clicks on and keeps the gauge right.
+    if lifecycle.RENDERER not in ctx.extras:
+        lifecycle.set_renderer(ctx, request_message)
+    expired = lifecycle.expire_due(ctx)
+    pending = lifecycle.refresh_pending_gauge(ctx)
+    return f"expired {expired} deletion request{'' if expired == 1 else 's'}; {pending} pending"
