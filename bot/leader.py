@@ -133,6 +133,7 @@ def start_leader_election(ctx: Context) -> LeaderElector | None:
     if cluster is None:
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
             ctx.metrics.leader.set(1)
+            ctx.store.drop_foreign_locks()
             return None  # outside Kubernetes: a single local instance always acts
         cluster = "in-cluster"
         from bot.config import Cluster
@@ -144,9 +145,13 @@ def start_leader_election(ctx: Context) -> LeaderElector | None:
             namespace = open(SA_NAMESPACE).read().strip()
         except OSError:
             namespace = "deckhand"
+    def on_change(leading: bool) -> None:
+        ctx.metrics.leader.set(1 if leading else 0)
+        if leading:
+            ctx.store.drop_foreign_locks()
+
     elector = LeaderElector(ctx.kube, cluster, namespace, lease.name, lease.duration,
-                            identity=os.environ.get("POD_NAME"),
-                            on_change=lambda leading: ctx.metrics.leader.set(1 if leading else 0))
+                            identity=os.environ.get("POD_NAME"), on_change=on_change)
     ctx.is_leader = elector.is_leader
     elector.try_acquire_or_renew()
     elector.start()

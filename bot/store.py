@@ -190,6 +190,9 @@ class Store:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # Locks name their holder with this process's id, so a new leader can drop the locks
+        # a killed process left behind (see drop_foreign_locks).
+        self.instance = uuid.uuid4().hex[:12]
         self.migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -339,7 +342,7 @@ class Store:
     # -- locks -------------------------------------------------------------------------------
     def acquire(self, name: str, op: str, holder: str | None = None, ttl_seconds: float = 900) -> dict | None:
         """Take an exclusive, expiring lock. Returns None on success, else the current holder's row."""
-        holder = holder or uuid.uuid4().hex
+        holder = f"{self.instance}:{holder or uuid.uuid4().hex[:8]}"
         now = self.clock()
         expires = iso(datetime.fromtimestamp(now.timestamp() + ttl_seconds, timezone.utc))
         with self.tx() as db:
@@ -353,6 +356,13 @@ class Store:
                 return None
             rows = list(db.query("SELECT * FROM locks WHERE name = ?", [name]))
             return rows[0] if rows else {"name": name, "holder": "?", "op": "?"}
+
+    def drop_foreign_locks(self) -> int:
+        """Called when this process becomes the one writer: any lock another process holds is stale
+        (that process died or lost the lease), so an operation it left half-done can be resumed now
+        instead of after the lock's TTL."""
+        with self.tx() as db:
+            return db.execute("DELETE FROM locks WHERE holder NOT LIKE ?", [f"{self.instance}:%"]).rowcount
 
     def release(self, name: str) -> None:
         with self.tx() as db:
