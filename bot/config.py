@@ -242,6 +242,17 @@ class Pipelines(Strict):
     pointer_file: str = "batch-images.yaml"
     max_replicas: int = Field(default=20, ge=1, le=1000)
     poll_interval: Duration = timedelta(minutes=5)
+    namespace: str = "{team}"  # Kubernetes namespace of generated objects; {team} and {service} expand
+
+    @field_validator("path", "namespace")
+    @classmethod
+    def _placeholders(cls, v: str, info) -> str:
+        unknown = set(re.findall(r"\{([^}]*)\}", v)) - {"team", "service"}
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{team}} and {{service}}")
+        if info.field_name == "path" and "{service}" not in v:
+            raise ValueError("must contain {service}, e.g. services/{team}/{service}")
+        return v
 
 
 class Lease(Strict):

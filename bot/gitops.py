@@ -6,8 +6,10 @@ is force-moved to the new commit and an existing open PR is updated instead of d
 """
 from __future__ import annotations
 
+import base64
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import github
 from github import Auth, Github, GithubException, InputGitTreeElement
@@ -124,6 +126,34 @@ class GitOps:
         except Exception as exc:
             raise github_error("list repository files", exc) from None
         return {e.path: e.sha for e in tree.tree if e.type == "blob" and e.path.startswith(prefix)}
+
+    def read_blob(self, sha: str) -> str:
+        """A file's text by its blob id (content-addressed, so it can be cached forever)."""
+        try:
+            blob = self.repo().get_git_blob(sha)
+        except GitOpsError:
+            raise
+        except Exception as exc:
+            raise github_error(f"read blob {sha[:7]}", exc) from None
+        return base64.b64decode(blob.content).decode("utf-8") if blob.encoding == "base64" else blob.content
+
+    def closed_since(self, head_prefix: str, since: datetime, limit: int = 100) -> list[PullRequest]:
+        """Pull requests from branches starting with `head_prefix` closed (or merged) at or after `since`,
+        newest first. Reads pages of recently updated closed PRs until they are older than `since`."""
+        found: list[PullRequest] = []
+        try:
+            pulls = self.repo().get_pulls(state="closed", sort="updated", direction="desc",
+                                          base=self.settings.base_branch)
+            for seen, pr in enumerate(pulls):
+                updated = pr.updated_at if pr.updated_at.tzinfo else pr.updated_at.replace(tzinfo=timezone.utc)
+                if updated < since or seen >= limit:
+                    break
+                closed = pr.closed_at and (pr.closed_at if pr.closed_at.tzinfo else pr.closed_at.replace(tzinfo=timezone.utc))
+                if pr.head.ref.startswith(head_prefix) and closed and closed >= since:
+                    found.append(PullRequest(pr.number, pr.html_url, pr.state, pr.merged_at is not None, pr.head.ref))
+        except Exception as exc:
+            raise github_error("list closed pull requests", exc) from None
+        return found
 
     def pull(self, number: int) -> PullRequest:
         try:

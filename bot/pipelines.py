@@ -1,8 +1,168 @@
-"""Pipeline spec, validation, rendering (templates/ beside it), pull requests, merge tracking."""
+"""Pipelines: the modal's fast checks, GitHub's pull_request webhook and the polling fallback.
+
+The pieces live beside this module:
+    pipeline_spec.py      the spec, field-by-field validation, deckhand.yaml
+    pipeline_render.py    Jinja2 templates -> files; the batch image pointer
+    pipeline_catalog.py   what the repo and clusters hold (cached names for the ack)
+    pipeline_requests.py  request rows, compare-and-set states, merge notifications
+    pipeline_prs.py       re-check, render, diff, ONE pull request
+"""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import importlib
+import json
+import logging
+from datetime import timedelta
+from typing import Any, Mapping
+
 from bot.context import Context
+from bot.gitops import GitOpsError
+from bot.pipeline_catalog import catalog
+from bot.pipeline_requests import BUMP_BRANCH, LIVE, PIPELINE_BRANCH, by_key, open_pulls, pipeline_key, settle
+from bot.pipeline_form import Known, check_form
+from bot.pipeline_spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+DELETION_BRANCH = "deckhand/delete/"
+
+
+def check_submission(ctx: Context, form: dict[str, Any], mode: str) -> tuple[PipelineSpec | None, dict[str, str]]:
+    """The view_submission ack's validation: pure checks plus the cached names and SQLite, no network."""
+    names = catalog(ctx)
+
+    def existing(name: str) -> str | None:
+        where = names.existing(name)
+        if where:
+            return where
+        row = by_key(ctx, pipeline_key(name))
+        if row and row["state"] in LIVE and row["action"] == "create":
+            return f"as a pending pull request{' #' + str(row['pr_number']) if row['pr_number'] else ''}"
+        return None
+
+    return check_form(form, ctx.settings, Known(existing=existing, base_images=names.base_images), mode)
+
+
+# -- GitHub webhook ---------------------------------------------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
 
 
 def handle_github_webhook(ctx: Context, body: bytes, headers) -> tuple[int, dict]:
-    return 501, {"error": "GitHub webhooks are not implemented yet"}
+    """POST /hooks/github: verify the HMAC, then settle closed pull requests of ours."""
+    secret = ctx.secrets.github_webhook_secret
+    if not secret:
+        return 503, {"error": "GITHUB_WEBHOOK_SECRET is not set, so webhooks cannot be verified and are refused; "
+                              "set it to the webhook's secret (the pr-poll job tracks merges meanwhile)"}
+    signature = _header(headers, "X-Hub-Signature-256") or ""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        return 401, {"error": "missing or wrong X-Hub-Signature-256; check the webhook's secret"}
+    event = _header(headers, "X-GitHub-Event") or ""
+    if event == "ping":
+        return 200, {"ok": True, "pong": True}
+    delivery = _header(headers, "X-GitHub-Delivery")
+    if delivery and not ctx.store.once(f"github-delivery:{delivery}"):
+        return 200, {"ok": True, "duplicate": True}
+    if event != "pull_request":
+        return 200, {"ok": True, "ignored": f"event {event or '(none)'} is not handled"}
+    try:
+        payload = json.loads(body)
+        action = payload.get("action")
+        pull = payload.get("pull_request") or {}
+        repo = str((payload.get("repository") or {}).get("full_name") or "")
+        branch = str((pull.get("head") or {}).get("ref") or "")
+        number = int(pull.get("number") or payload.get("number"))
+    except (ValueError, TypeError, AttributeError):
+        return 400, {"error": "not a pull_request event payload"}
+    if ctx.settings.github is None or repo.lower() != ctx.settings.github.repo.lower():
+        return 200, {"ok": True, "ignored": "not the GitOps repository"}
+    if action != "closed":
+        return 200, {"ok": True, "ignored": f"action {action}"}
+    login = ((pull.get("merged_by") or payload.get("sender") or {}).get("login")) or "unknown"
+    result = on_closed(ctx, branch, number, bool(pull.get("merged")), actor=f"github:{login}", source="webhook")
+    return 200, {"ok": True, "result": result}
+
+
+def on_closed(ctx: Context, branch: str, number: int, merged: bool, actor: str, source: str) -> str:
+    """A closed pull request, from the webhook or the poller: route it to whoever owns the branch."""
+    if branch.startswith(DELETION_BRANCH):
+        return _to_deletion(ctx, branch, number, merged)
+    if branch.startswith((PIPELINE_BRANCH, BUMP_BRANCH)):
+        return settle(ctx, branch, number, merged, actor, source)
+    return "ignored: not a deckhand branch"
+
+
+def _deletion_hook():
+    # Service deletion owns deckhand/delete/* PRs. Imported lazily and optional, so pipelines work
+    # without it and the deletion feature gets merge events without rewiring the webhook.
+    try:
+        module = importlib.import_module("bot.lifecycle")
+    except ModuleNotFoundError as exc:
+        if exc.name == "bot.lifecycle":
+            return None
+        raise
+    return getattr(module, "on_pull_request_closed", None)
+
+
+def _to_deletion(ctx: Context, branch: str, number: int, merged: bool) -> str:
+    hook = _deletion_hook()
+    if hook is None:
+        return "ignored: no deletion handler"
+    key = f"deletion-pr-closed:{number}"
+    if not ctx.store.once(key):
+        return "already handled"
+    try:
+        outcome = hook(ctx, branch, number, merged)
+    except Exception:
+        with ctx.store.tx() as db:  # let the next poll (or a redelivery) try again
+            db.execute("DELETE FROM processed WHERE key = ?", [key])
+        raise
+    return "dispatched to service deletion" + (f": {outcome}" if isinstance(outcome, str) and outcome else "")
+
+
+# -- polling fallback ---------------------------------------------------------------------------------
+
+
+def poll(ctx: Context) -> str:
+    """Check every open pipeline PR (and recently closed deletion PRs) for merge or close."""
+    if ctx.gitops is None:
+        return "GitHub is not configured; nothing to poll"
+    checked, settled, failures = 0, [], []
+    for row in open_pulls(ctx):
+        try:
+            pull = ctx.gitops.pull(row["pr_number"])
+        except GitOpsError as exc:
+            failures.append(str(exc))
+            continue
+        checked += 1
+        if pull.state == "closed":
+            result = settle(ctx, row["branch"], pull.number, pull.merged, actor="github", source="poll")
+            if result in ("merged", "closed"):
+                settled.append(f"#{pull.number} {result}")
+    deletions = 0
+    if _deletion_hook() is not None:
+        since = ctx.now() - max(timedelta(days=1), 3 * ctx.settings.pipelines.poll_interval)
+        try:
+            for pull in ctx.gitops.closed_since(DELETION_BRANCH, since):
+                if on_closed(ctx, pull.branch, pull.number, pull.merged, "github", "poll").startswith("dispatched"):
+                    deletions += 1
+        except GitOpsError as exc:
+            failures.append(str(exc))
+    summary = f"checked {checked} open pipeline PRs"
+    summary += f"; settled {', '.join(settled)}" if settled else "; none closed"
+    if deletions:
+        summary += f"; {deletions} deletion PRs handed over"
+    if failures:
+        summary += f"; {len(failures)} failed: {failures[0]}"
+        if not checked and not settled:
+            raise RuntimeError(summary)
+    return summary

@@ -1,8 +1,13 @@
-"""Fallback for the GitHub webhook: poll open pipeline PRs for merge or close."""
+"""Fallback for the GitHub webhook: poll open pipeline PRs for merge or close.
+
+Runs even when the webhook is configured (deliveries get lost); a PR seen by both is notified
+once, because settling is a compare-and-set on the request's state.
+"""
 from __future__ import annotations
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot import pipelines
 from bot.context import Context
 
 NAME = "pr-poll"
@@ -13,4 +18,4 @@ def trigger(settings):
 
 
 def run(ctx: Context) -> str:
-    return "not implemented yet"
+    return pipelines.poll(ctx)
