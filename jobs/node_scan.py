@@ -1,8 +1,10 @@
-"""Node-join scan: NotReady, never-joined and pending-CSR nodes, per cluster."""
+"""Node-join scan: NotReady, never-joined and pending-CSR nodes, per cluster (bot/nodes_scan.py)."""
 from __future__ import annotations
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from blocks import nodes as node_blocks
+from bot import alerts, nodes_scan
 from bot.context import Context
 
 NAME = "node-scan"
@@ -13,4 +15,5 @@ def trigger(settings):
 
 
 def run(ctx: Context) -> str:
-    return "not implemented yet"
+    alerts.attach(ctx, renderer=node_blocks)
+    return nodes_scan.scan(ctx)

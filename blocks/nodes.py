@@ -1,0 +1,232 @@
+"""Block Kit for node-join alerts: one incident, a grouped message per cluster, resolution replies.
+
+Views are plain dicts built by bot/alerts.py (`_view`, `_render_group`). Button values name what a
+button acts on ("<incident id>" or "group:<incident id>"); commands/nodes.py handles the clicks.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from blocks.common import (MAX_SECTION_TEXT, actions, button, clip, code, confirm, context, escape, fields,
+                           message, section)
+
+TITLES = {
+    "join-failed": "Join failed",
+    "never-joined": "Never joined",
+    "startup-timeout": "Never became Ready",
+    "not-ready": "NotReady",
+    "csr-pending": "Certificate requests pending",
+    "unreachable": "Cluster unreachable",
+    "degraded": "Many nodes not Ready",
+}
+ACK = "node_alert_ack"
+SILENCE = "node_alert_silence"  # + _<scope>_<duration>, e.g. node_alert_silence_cluster_24h
+SILENCE_CHOICES = (("node", "4h"), ("node", "24h"), ("cluster", "4h"), ("cluster", "24h"))
+GROUP_LINES = 25
+
+
+def incident(view: dict) -> dict:
+    """A standalone incident message, or one node's message in a grouped message's thread."""
+    title = TITLES.get(view["reason"], view["reason"])
+    where = _where(view)
+    detail = view["detail"]
+    if view["state"] == "resolved":
+        head = (f":large_green_circle: *Resolved: {title}* — {where}\nResolved after {view['failing_for']}: "
+                f"{escape(view['resolution'] or 'resolved')}.")
+    else:
+        head = f":red_circle: *{title}* — {where}\n{escape(detail.get('summary', ''))}"
+    blocks = [section(head)]
+    blocks.append(fields(_facts(view)))
+    blocks.extend(_details(view))
+    blocks.append(context(_status_line(view)))
+    if view["state"] == "open":
+        blocks.append(_buttons(view))
+    verb = "resolved" if view["state"] == "resolved" else "needs attention"
+    return message(f"{title}: {_plain_where(view)} {verb}", blocks)
+
+
+def group(view: dict) -> dict:
+    """One message for many incidents of a cluster in one tick; per-node messages go in its thread."""
+    cluster = _cluster_name(view["cluster"])
+    if view["state"] == "resolved":
+        head = f":large_green_circle: *All {view['total']} node alerts in `{cluster}` are resolved*"
+    else:
+        head = f":rotating_light: *{view['open']} of {view['total']} nodes in `{cluster}` need attention*"
+    lines = []
+    for item in view["incidents"][:GROUP_LINES]:
+        title = TITLES.get(item["reason"], item["reason"])
+        if item["state"] == "resolved":
+            lines.append(f":white_check_mark: `{escape(item['node'])}` — {title}, resolved after {item['failing_for']}")
+        else:
+            summary = clip(escape(item["detail"].get("summary", "")), 160)
+            lines.append(f":red_circle: `{escape(item['node'])}` — *{title}* for {item['failing_for']}: {summary}")
+    if len(view["incidents"]) > GROUP_LINES:
+        lines.append(f"_and {len(view['incidents']) - GROUP_LINES} more — see the thread_")
+    blocks = [section(head)] + [section(chunk) for chunk in _chunks(lines)]
+    notes = ["Details, log tails and per-node buttons are in the thread."]
+    if view["acked_by"]:
+        notes.append("Acknowledged by " + ", ".join(f"<@{u}>" for u in view["acked_by"]))
+    if view["silenced"]:
+        notes.append(_silenced(view["silenced"]))
+    blocks.append(context(" · ".join(notes)))
+    if view["state"] == "open":
+        blocks.append(actions(
+            button("Acknowledge all", ACK, view["target"], style="primary"),
+            *[_silence_button(view, "cluster", d) for d in ("4h", "24h")]))
+    return message(f"{view['open']} of {view['total']} nodes in {cluster} need attention"
+                   if view["state"] == "open" else f"Node alerts in {cluster} resolved", blocks)
+
+
+def resolved_reply(view: dict) -> dict:
+    title = TITLES.get(view["reason"], view["reason"])
+    text = (f":white_check_mark: {_where(view)} ({title}) resolved after *{view['failing_for']}*: "
+            f"{escape(view['resolution'] or 'resolved')}.")
+    return message(f"{_plain_where(view)} resolved after {view['failing_for']}", [section(text)])
+
+
+def acknowledged_notice(count: int, already_by: str | None) -> dict:
+    if count:
+        return {"text": f":eyes: Acknowledged {count} alert{'s' if count != 1 else ''}; the message shows your name."}
+    if already_by:
+        return {"text": f":eyes: <@{already_by}> already acknowledged this."}
+    return {"text": "Nothing to acknowledge: these alerts are already resolved."}
+
+
+def silenced_notice(info: dict) -> dict:
+    what = f"all node alerts in `{_cluster_name(info['cluster'])}`" if info["node"] == "*" else \
+        f"`{_cluster_name(info['cluster'])}` / `{escape(info['node'])}`"
+    return {"text": f":zzz: Silenced {what} until {_date(info['until_unix'], info['until'])}. Alerts are still tracked "
+                    "and kept current, but nothing new is posted for them until then. `/ops audit` shows who."}
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+def _facts(view: dict) -> list[tuple[str, str]]:
+    detail = view["detail"]
+    since = _date(view["failing_since_unix"], view["failing_since"])
+    facts = [("Cluster", f"`{_cluster_name(view['cluster'])}`")]
+    if view["node"] != "*":
+        facts.append(("Node", f"`{escape(view['node'])}`"))
+    label = "Was failing for" if view["state"] == "resolved" else "Failing for"
+    facts.append((label, f"{view['failing_for']} (since {since})"))
+    if detail.get("phase"):
+        facts.append(("Phase", f"`{detail['phase']}`"))
+    if detail.get("exit_code") is not None:
+        facts.append(("Exit code", f"`{detail['exit_code']}`"))
+    if detail.get("failures", 0) > 1:
+        facts.append(("Failures", str(detail["failures"])))
+    if detail.get("last_phase"):
+        facts.append(("Last report", f"`{detail['last_phase']}` {detail['last_status']}"))
+    if detail.get("ready") and detail.get("condition_reason"):
+        facts.append(("Ready", f"{detail['ready']} ({escape(detail['condition_reason'])})"))
+    if detail.get("unhealthy") is not None:
+        facts.append(("Not Ready", f"{detail['unhealthy']} of {detail['total']} (limit {detail['limit_percent']}%)"))
+    if detail.get("script_version"):
+        facts.append(("Script", f"`{escape(detail['script_version'])}`"))
+    return facts
+
+
+def _details(view: dict) -> list[dict]:
+    detail = view["detail"]
+    out = []
+    if detail.get("message") and view["reason"] == "join-failed":
+        out.append(section(f"*Message:* {escape(detail['message'])}"))
+    if detail.get("condition_message"):
+        out.append(section(f"*Ready condition:* {escape(detail['condition_message'])}"))
+    if detail.get("error"):
+        out.append(section(f"*Error:* {escape(detail['error'])}\nCheck the API server and deckhand's kubeconfig "
+                           "for this cluster; `python app.py check` probes it."))
+    notes = []
+    if detail.get("taints"):
+        notes.append("*Taints:* " + ", ".join(f"`{escape(t)}`" for t in detail["taints"][:10]))
+    if detail.get("cordoned"):
+        notes.append("*Cordoned* (unschedulable)")
+    for cond in (detail.get("conditions") or [])[:8]:
+        source = " (node-problem-detector)" if cond.get("npd") else ""
+        why = ": ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
+        notes.append(f"*{escape(cond['type'])}*{source}" + (f" — {escape(why)}" if why else ""))
+    if notes:
+        out.append(section("\n".join(notes)))
+    if detail.get("csrs"):
+        lines = [f"`{escape(c['name'])}` ({c['signer'].rsplit('/', 1)[-1]}, by `{escape(c['requestor'])}`, "
+                 f"pending {c['age']})" for c in detail["csrs"][:10]]
+        out.append(section("*Pending certificate requests:*\n" + "\n".join(lines)
+                           + "\nApprove with `kubectl certificate approve <name>` once you trust the node."))
+    if detail.get("reasons"):
+        out.append(section("*Why not Ready:* " + ", ".join(f"{escape(k)} × {v}" for k, v in detail["reasons"].items())))
+    if detail.get("nodes"):
+        shown = detail["nodes"][:15]
+        more = len(detail["nodes"]) - len(shown)
+        listed = ", ".join(f"`{escape(n['name'])}` ({n['ready']}{', ' + escape(n['reason']) if n['reason'] else ''})"
+                           for n in shown)
+        out.append(section("*Nodes:* " + listed + (f" and {more} more" if more else "")))
+    if detail.get("never_joined"):
+        out.append(section(f"Also {detail['never_joined']} node(s) never joined; they are alerted one by one "
+                           "once the cluster recovers."))
+    if detail.get("log_tail"):
+        heading = "*Log tail*\n"
+        out.append(section(heading + code(detail["log_tail"], MAX_SECTION_TEXT - len(heading))))
+    return out
+
+
+def _status_line(view: dict) -> str:
+    parts = []
+    if view["acked_by"]:
+        parts.append(f":eyes: Acknowledged by <@{view['acked_by']}>")
+    if view["silenced"]:
+        parts.append(_silenced(view["silenced"]))
+    parts.append(f"incident #{view['id']}")
+    return " · ".join(parts)
+
+
+def _buttons(view: dict) -> dict:
+    elements = []
+    if not view["acked_by"]:
+        elements.append(button("Acknowledge", ACK, view["target"], style="primary"))
+    scopes = ("cluster",) if view["node"] == "*" else ("node", "cluster")
+    elements += [_silence_button(view, scope, d) for scope, d in SILENCE_CHOICES if scope in scopes]
+    return actions(*elements)
+
+
+def _silence_button(view: dict, scope: str, duration: str) -> dict:
+    dialog = None
+    if scope == "cluster":
+        cluster = _cluster_name(view["cluster"])
+        dialog = confirm(f"Silence {cluster} for {duration}?",
+                         f"No new node alerts for `{cluster}` will be posted for {duration}. Existing ones stay tracked.",
+                         yes=f"Silence {duration}", danger=False)
+    return button(f"Silence {scope} {duration}", f"{SILENCE}_{scope}_{duration}", view["target"], confirm_dialog=dialog)
+
+
+def _silenced(silence: dict) -> str:
+    scope = "cluster" if silence["cluster_wide"] else "node"
+    return f":zzz: {scope} silenced until {_date(silence['until_unix'], silence['until'])} by <@{silence['by']}>"
+
+
+def _where(view: dict) -> str:
+    cluster = f"`{_cluster_name(view['cluster'])}`"
+    return cluster if view["node"] == "*" else f"{cluster} / `{escape(view['node'])}`"
+
+
+def _plain_where(view: dict) -> str:
+    cluster = _cluster_name(view["cluster"])
+    return cluster if view["node"] == "*" else f"{cluster}/{view['node']}"
+
+
+def _cluster_name(cluster: str) -> str:
+    return cluster or "unknown cluster"
+
+
+def _date(unix: int, fallback_iso: str) -> str:
+    """Slack shows the reader's local time; the fallback is UTC."""
+    fallback = datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if unix else fallback_iso
+    return f"<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _chunks(lines: list[str]) -> list[str]:
+    out, current = [], ""
+    for line in lines:
+        if current and len(current) + len(line) + 1 > MAX_SECTION_TEXT - 10:
+            out.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    return out + ([current] if current else [])
