@@ -109,8 +109,8 @@ class Bot:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.close()
-            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+            self.server.shutdown()  # returns once serve_forever has left its loop: no EBADF race
+            self.server.server_close()
             self.server = None
         executor = self.ctx.extras.get("listener_executor")
         if executor is not None:
@@ -169,11 +169,13 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
               github=github_fake, bolt=bolt)
     bot.extra["web"] = web
     if serve:
-        from waitress import create_server
+        # In-process tests use werkzeug's threaded server because it stops cleanly from another
+        # thread; the production server (waitress) is exercised by the tests that run app.py.
+        from werkzeug.serving import make_server
 
-        server = create_server(web, host="127.0.0.1", port=0, threads=8)
-        port = server.socket.getsockname()[1]
-        thread = threading.Thread(target=server.run, daemon=True)
+        server = make_server("127.0.0.1", 0, web, threaded=True)
+        port = server.server_port
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         bot.server, bot.thread, bot.url = server, thread, f"http://127.0.0.1:{port}"
         bot.sender = SlackSender(bot.url, SIGNING_SECRET, slack_fake)
