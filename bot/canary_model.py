@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from bot.kube import KubeError
+from bot.kube import KubeError, parse_time  # noqa: F401 - parse_time is re-exported to the backends
 from bot.store import iso
 
 log = logging.getLogger("deckhand.canary")
@@ -218,15 +218,6 @@ def read_annotations(canary: Canary, notes: dict[str, str]) -> None:
     canary.started_by = notes.get(STARTED_BY) or canary.started_by
     canary.started_at = parse_time(notes.get(STARTED_AT)) or canary.started_at
     canary.stepped_at = parse_time(notes.get(STEPPED_AT))
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def containers_images(pod_spec: dict) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Iterable
 
 from bot.context import Context
 from bot.kube import (DEPLOYMENTS, ENDPOINTS, ROLLOUTS, SERVICES, STATEFULSETS, KubeError, annotations, labels,
-                      meta, selector_matches)
+                      meta, parse_time, selector_matches)
 from bot.resources import pod_requests
 from bot.traffic import MetricsUnavailable, Sample, promql_duration
 
@@ -186,15 +186,6 @@ def signals_by_service(samples: Iterable[Sample]) -> dict[tuple[str, str], dict[
 
 
 # -- inventory ------------------------------------------------------------------------------------
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _list_optional(ctx: Context, cluster: str, resource) -> list[dict]:
     """A CRD that is not installed (no Argo Rollouts here) lists as nothing, not as a failure."""
     try:
@@ -266,7 +257,7 @@ def inventory(ctx: Context, cluster: str) -> list[ScannedService]:
         team = labels(item).get(team_label) or next(
             (t.labels.get(team_label) for t in matched if t.labels.get(team_label)), None)
         service = ScannedService(cluster=cluster, namespace=namespace, name=name, team=team,
-                                 created=_parse_time(meta(item).get("creationTimestamp")),
+                                 created=parse_time(meta(item).get("creationTimestamp")),
                                  workloads=tuple(t.workload for t in matched),
                                  ready_endpoints=(namespace, name) in ready)
         service.verdict = _static_verdict(ctx, item, service, matched)

@@ -12,6 +12,7 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable
 
 from kubernetes import client as k8s
@@ -306,6 +307,16 @@ def labels(obj: dict) -> dict:
 
 def annotations(obj: dict) -> dict:
     return meta(obj).get("annotations") or {}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A Kubernetes timestamp (RFC 3339, `Z` or offset) as an aware datetime; None if absent or malformed."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def selector_matches(selector: dict[str, str] | None, pod_labels: dict[str, str]) -> bool:

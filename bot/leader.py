@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from bot.context import Context
-from bot.kube import LEASES, KubeError, KubeGateway
+from bot.kube import LEASES, KubeError, KubeGateway, parse_time
 
 log = logging.getLogger("deckhand.leader")
 SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -25,12 +25,6 @@ SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 def _micro(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class LeaderElector:
@@ -63,7 +57,7 @@ class LeaderElector:
                 return self._won(now)
             spec = lease.get("spec") or {}
             holder = spec.get("holderIdentity")
-            renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+            renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
             held_for = timedelta(seconds=int(spec.get("leaseDurationSeconds") or seconds))
             if holder and holder != self.identity and renewed and now - renewed < held_for:
                 return self._lost(f"held by {holder}")

@@ -207,34 +207,29 @@ def register(app, ctx: Context) -> None:
                                                 override_reason=reason if report.traffic_unknown else None)
         reply(response_type="ephemeral", replace_original=True, text=requested_text(req, created, _approvals(ctx)))
 
+    def decide(body, respond, action: str, run) -> None:
+        """Approve and Reject share everything but the rule and the state change they make."""
+        user, request_id = user_of(body), _request_id(body)
+        req = lifecycle.get_request(ctx, request_id) if request_id is not None else None
+        if req is None:
+            return safe_respond(respond, response_type="ephemeral", replace_original=False,
+                                text="I can't find that deletion request any more; nothing was done.")
+        decision = ctx.access.may(user, action, team=req.team, requester=req.requester)
+        if not decision:
+            return deny(ctx, respond, user, action, decision, target=req.service, cluster=req.cluster)
+        outcome = run(ctx, req.id, user)
+        safe_respond(respond, response_type="ephemeral", replace_original=False, text=outcome.message)
+
     @app.action(ACTION_APPROVE)
     @app.action(ACTION_RESUME)
     def approve(ack, body, respond):
         ack()
-        user, request_id = user_of(body), _request_id(body)
-        req = lifecycle.get_request(ctx, request_id) if request_id is not None else None
-        if req is None:
-            return safe_respond(respond, response_type="ephemeral", replace_original=False,
-                                text="I can't find that deletion request any more; nothing was done.")
-        decision = ctx.access.may(user, "deletion.approve", team=req.team, requester=req.requester)
-        if not decision:
-            return deny(ctx, respond, user, "deletion.approve", decision, target=req.service, cluster=req.cluster)
-        outcome = lifecycle.approve(ctx, req.id, user)
-        safe_respond(respond, response_type="ephemeral", replace_original=False, text=outcome.message)
+        decide(body, respond, "deletion.approve", lifecycle.approve)
 
     @app.action(ACTION_REJECT)
     def reject(ack, body, respond):
         ack()
-        user, request_id = user_of(body), _request_id(body)
-        req = lifecycle.get_request(ctx, request_id) if request_id is not None else None
-        if req is None:
-            return safe_respond(respond, response_type="ephemeral", replace_original=False,
-                                text="I can't find that deletion request any more; nothing was done.")
-        decision = ctx.access.may(user, "deletion.reject", team=req.team, requester=req.requester)
-        if not decision:
-            return deny(ctx, respond, user, "deletion.reject", decision, target=req.service, cluster=req.cluster)
-        outcome = lifecycle.reject(ctx, req.id, user)
-        safe_respond(respond, response_type="ephemeral", replace_original=False, text=outcome.message)
+        decide(body, respond, "deletion.reject", lifecycle.reject)
 
 
 def _replier(client, response_url: str | None, user: str):
