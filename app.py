@@ -180,6 +180,7 @@ def main(argv: list[str]) -> int:
                         ", ".join(missing_slack(secrets)), MANIFESTS)
         from commands.console import run_console
 
+        jobs.attach(ctx)  # `/ops run` and `/ops jobs` work in the console; nothing is scheduled there
         return run_console(ctx)
     return serve(ctx)
 
