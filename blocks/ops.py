@@ -7,7 +7,8 @@ from blocks.common import context, cores, divider, escape, fit_message, gib, hea
 def help_message(commands: list[tuple[str, list[str], str]]) -> dict:
     blocks = [header("deckhand commands")]
     for command, usage, summary in commands:
-        lines = "\n".join(f"`{command} {u}`".replace(" `", "`") if u else f"`{command}`" for u in usage)
+        # Slack reads <…> as a link even inside backticks: escape placeholders like <service>.
+        lines = "\n".join(f"`{command} {escape(u)}`" if u else f"`{command}`" for u in usage)
         blocks.append(section(f"*{command}* — {summary}\n{lines}"))
     blocks.append(context("Every command answers `help`. Buttons ask before they change anything."))
     return {"text": "deckhand commands", "blocks": fit_message(blocks)[0]}

@@ -5,7 +5,7 @@ import logging
 import shlex
 from typing import Any, Callable
 
-from blocks.common import error_text
+from blocks.common import error_text, escape
 from bot.access import Decision
 from bot.context import Context, new_error_id
 
@@ -51,7 +51,8 @@ def action_value(body: dict) -> str:
 
 
 def usage_text(command: str, usage: list[str], problem: str | None = None) -> str:
-    lines = [f"`{command} {u}`" if u else f"`{command}`" for u in usage]
+    # Slack reads <…> as a link even inside backticks, so placeholders like <service> are escaped.
+    lines = [f"`{command} {escape(u)}`" if u else f"`{command}`" for u in usage]
     head = f":grey_question: {problem}\n" if problem else ""
     return head + f"*Usage of {command}:*\n" + "\n".join(lines)
 

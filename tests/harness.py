@@ -171,7 +171,11 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
     if serve:
         # In-process tests use werkzeug's threaded server because it stops cleanly from another
         # thread; the production server (waitress) is exercised by the tests that run app.py.
+        import logging
+
         from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
         server = make_server("127.0.0.1", 0, web, threaded=True)
         port = server.server_port

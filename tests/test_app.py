@@ -36,7 +36,7 @@ def test_ops_help_lists_every_command(bot):
     text = json.dumps(reply["blocks"])
     for command in ("/pipeline", "/canary", "/service", "/ops"):
         assert command in text
-    assert "batch-image bump" in text and "deps <service> [cluster]" in text
+    assert "batch-image bump" in text and "deps &lt;service&gt; [cluster]" in text
 
 
 @pytest.mark.parametrize("command", ["/pipeline", "/canary", "/service", "/ops"])

@@ -97,7 +97,7 @@ def test_unknown_image_lists_the_known_ones(pbot):
 def test_bad_arguments_and_a_version_that_is_not_a_tag(pbot):
     bump(pbot, PYTHON)
     usage = pbot.slack.wait_for(lambda: pbot.slack.responses)[0]
-    assert "Usage of /pipeline" in usage["text"] and "batch-image bump <image> <version>" in usage["text"]
+    assert "Usage of /pipeline" in usage["text"] and "batch-image bump &lt;image&gt; &lt;version&gt;" in usage["text"]
     bump(pbot, f"{PYTHON} v1/2")
     bad = pbot.slack.wait_for(lambda: len(pbot.slack.responses) >= 2 and pbot.slack.responses[-1])
     assert "`v1/2` isn't an image tag" in bad["text"]
