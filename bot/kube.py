@@ -141,6 +141,7 @@ class KubeGateway:
                 raise KubeError(cluster, "load kubeconfig", 0, "Config", str(exc)) from None
             configuration.retries = 0  # our own timeout bounds the call; urllib3 must not multiply it
             api = k8s.ApiClient(configuration)
+            api.user_agent = "deckhand/1 (kubernetes-python)"  # names us in the API server's audit log
             self._clients[cluster] = api
             return api
 

@@ -237,6 +237,11 @@ class Headers(dict):
         return super().get(key.lower(), default)
 
 
+# Every request deckhand's own gateway (User-Agent deckhand/…) made to any fake in this test session: the RBAC test
+# derives the permissions deckhand needs from it (tests/test_zz_permissions.py).
+SESSION_CALLS: set[tuple[str, str, str]] = set()
+
+
 @dataclass
 class RecordedRequest:
     method: str
@@ -1572,6 +1577,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body, bad_body = text, (400, f"the body of the request could not be decoded: {exc}")
         record = RecordedRequest(method=method, path=url.path, query=query, content_type=content_type, body=body,
                                  headers=Headers(self.headers.items()), timestamp=time.time())
+        if (self.headers.get("User-Agent") or "").startswith("deckhand/"):
+            SESSION_CALLS.add((method, url.path, "watch" if query.get("watch") in ("1", "true") else ""))
         with fake._lock:
             fake._requests.append(record)
             hang = next((r for r in fake._hangs if r.matches(method, url.path)), None)

@@ -103,6 +103,11 @@ class _SlackError(Exception):
         return body
 
 
+# Every Web API method called on any fake in this test session: the manifest test derives the
+# bot scopes deckhand needs from it (tests/test_zz_permissions.py).
+SESSION_METHODS: set[str] = set()
+
+
 @dataclass
 class Call:
     """One recorded Web API call."""
@@ -720,6 +725,8 @@ class SlackFake:
         status, extra_headers, body = self._answer(call, json_error)
         call.status = status
         call.response = body
+        if token and token.endswith("-deckhand"):  # the bot under test (tests.harness.BOT_TOKEN)
+            SESSION_METHODS.add(method)
         with self._lock:
             self._calls.append(call)
         out_headers = {"Content-Type": "application/json; charset=utf-8",
