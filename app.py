@@ -45,6 +45,26 @@ def build_bolt(ctx: Context, workers: int = 16) -> App:
     return bolt
 
 
+def warm_authorization(bolt: App, ctx: Context) -> None:
+    """Call auth.test once at start, in the background, and hand the answer to Bolt.
+
+    Bolt's single-workspace authorization otherwise calls auth.test on the first request, inside
+    Slack's 3-second ack window (a slow Slack makes the first ack slow). A failure here is only
+    logged: the bot still serves, and `python app.py check` explains it.
+    """
+    from slack_bolt.middleware.authorization.single_team_authorization import SingleTeamAuthorization
+
+    try:
+        result = ctx.slack.auth_test()
+    except Exception as exc:
+        log.warning("Slack auth.test failed at start (%s); check SLACK_BOT_TOKEN with `python app.py check`", exc)
+        return
+    ctx.bot_user_id = result.get("user_id")
+    for middleware in bolt._middleware_list:  # Bolt keeps no public handle on it
+        if isinstance(middleware, SingleTeamAuthorization) and not middleware.auth_test_result:
+            middleware.auth_test_result = result
+
+
 def hooks(ctx: Context) -> dict:
     from bot import nodes, pipelines
 
@@ -91,6 +111,7 @@ def serve(ctx: Context) -> int:
 
     secrets = ctx.secrets
     bolt = build_bolt(ctx)
+    threading.Thread(target=warm_authorization, args=(bolt, ctx), name="auth-test", daemon=True).start()
     web = build_web(ctx, bolt)
     host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "3000"))
     server = create_server(web, host=host, port=port, threads=int(os.environ.get("HTTP_THREADS", "8")),
