@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import request as flask_request
@@ -19,6 +18,7 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 
 import commands
+from commands.pool import ListenerPool
 import jobs
 from bot.config import ConfigError, Secrets, load_settings
 from bot.context import Context, build_context
@@ -30,9 +30,9 @@ log = logging.getLogger("deckhand")
 MANIFESTS = "deploy/slack/manifest.yaml (Socket Mode) or deploy/slack/manifest-http.yaml (HTTP)"
 
 
-def build_bolt(ctx: Context, workers: int = 16) -> App:
-    """The Bolt app: signature verification on, listeners run after ack() on a bounded pool."""
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener")
+def build_bolt(ctx: Context, workers: int = 32) -> App:
+    """The Bolt app: signature verification on; acks never wait behind slow work (commands/pool.py)."""
+    executor = ListenerPool(workers)
     ctx.extras["listener_executor"] = executor
     bolt = App(
         signing_secret=ctx.secrets.slack_signing_secret or "unused-in-socket-mode",

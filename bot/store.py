@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -369,9 +370,16 @@ class Store:
             db.execute("DELETE FROM locks WHERE name = ?", [name])
 
     @contextmanager
-    def locked(self, name: str, op: str, ttl_seconds: float = 900) -> Iterator[dict | None]:
-        """`with store.locked(...) as busy:` — busy is None when we hold the lock."""
+    def locked(self, name: str, op: str, ttl_seconds: float = 900, wait: float = 0.0) -> Iterator[dict | None]:
+        """`with store.locked(...) as busy:` — busy is None when we hold the lock.
+
+        `wait` > 0 queues behind a short-lived holder (e.g. a webhook arriving while the click that
+        caused it is still finishing) instead of giving up at once."""
         busy = self.acquire(name, op, ttl_seconds=ttl_seconds)
+        deadline = time.monotonic() + wait
+        while busy is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            busy = self.acquire(name, op, ttl_seconds=ttl_seconds)
         try:
             yield busy
         finally:

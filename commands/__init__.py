@@ -18,6 +18,7 @@ from slack_bolt import BoltResponse
 from blocks.common import error_text
 from bot.context import Context, new_error_id
 from commands import canary, home, idle, nodes, ops, pipeline, service
+from commands.pool import urgent
 from commands.kit import UsageError, UserFacingError, channel_of, usage_text, user_of
 
 log = logging.getLogger("deckhand.commands")
@@ -71,6 +72,17 @@ def register_all(app, ctx: Context) -> None:
             return next()
         return BoltResponse(status=200, body=":hourglass: deckhand is failing over to another instance; "
                                              "try again in a minute.")
+
+    @app.middleware
+    def ack_before_queueing(req, resp, next):  # noqa: A002
+        body = req.body or {}
+        if body.get("command") or body.get("type") == "block_actions":
+            req.context.ack()  # see commands/pool.py: these listeners never answer in the ack
+            return next()
+        if body.get("type") == "view_submission":
+            with urgent():
+                return next()
+        return next()
 
     @app.middleware
     def count_requests(req, resp, next):  # noqa: A002
