@@ -74,12 +74,13 @@ class LeaderElector:
             return self.is_leader()
 
     def _won(self, now: datetime) -> bool:
-        was = self.is_leader()
-        self._renewed_at = now
-        if not was:
+        if not self.is_leader():
             log.info("this instance (%s) is the leader", self.identity)
+            # Before is_leader() turns true: a request accepted in between would find the locks
+            # of the dead leader still there (on_change drops them) and be told "busy".
             if self.on_change:
                 self.on_change(True)
+        self._renewed_at = now
         return True
 
     def _lost(self, why: str) -> bool:

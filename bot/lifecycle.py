@@ -13,8 +13,9 @@ States (every move is a compare-and-set with its audit row in the same transacti
 
 Everything that acts on one request runs under the lock `deletion:<id>`, taken BEFORE the state is
 read: double clicks, two approvers, Slack retries and a resumed run all serialize there, and the
-CAS makes the loser see what the winner did. The lock is in SQLite, so a crash mid-deletion leaves
-it to expire and the next click resumes.
+CAS makes the loser see what the winner did. The lock is in SQLite and names its process: after a
+crash mid-run the new writer drops it, and the deletion-expiry job (recover_interrupted) moves the
+request to `failed` (`pending` if it died during the re-check), where a button resumes it.
 
 The request records, their storage and their Slack message are in bot/deletion_requests.py;
 the names other modules use are re-exported here.
@@ -288,7 +289,8 @@ def on_pull_request_closed(ctx: Context, branch: str, number: int, merged: bool)
     if not rows:
         return f"no deletion request is waiting for PR #{number}"
     request_id = rows[0]["id"]
-    with ctx.store.locked(f"deletion:{request_id}", "merge") as busy:
+    # The approval that opened the PR may still be finishing; queue behind it rather than drop the event.
+    with ctx.store.locked(f"deletion:{request_id}", "merge", wait=30) as busy:
         req = get_request(ctx, request_id)
         if busy or req is None or req.state != "awaiting_merge":
             return f"deletion request #{request_id} is {req.state if req else 'gone'}; nothing to do"
@@ -301,6 +303,33 @@ def on_pull_request_closed(ctx: Context, branch: str, number: int, merged: bool)
             return f"deletion request #{req.id} moved meanwhile"
         outcome = _run_deletion(ctx, _reload(ctx, req), "github")
         return f"deletion request #{req.id}: {outcome.message}"
+
+
+# -- recovery after a crash ---------------------------------------------------------------------
+INTERRUPTED = "deckhand stopped part-way (a restart or a crash) and nothing is running it now"
+
+
+def recover_interrupted(ctx: Context) -> int:
+    """Requests a killed process left `approved` or `deleting`. approve() and the merge path hold
+    `deletion:<id>` for their whole run, and the process that becomes the writer drops the locks a
+    dead one held, so a free lock means nobody works on the request. Without this its message would
+    say "deleting…" forever with no button: put it back where a button continues it."""
+    recovered = 0
+    for row in ctx.store.query(f"SELECT id FROM {TABLE} WHERE state IN ('approved', 'deleting')"):
+        with ctx.store.locked(f"deletion:{row['id']}", "recover") as busy:
+            req = get_request(ctx, row["id"])
+            if busy or req is None:
+                continue
+            if req.state == "deleting" and _move(ctx, req, "deleting", "failed", "deckhand", "deletion.interrupted",
+                                                 {"note": INTERRUPTED}):
+                _announce(ctx, req, f":warning: Deleting `{req.service}` from `{req.cluster}` was interrupted: "
+                                    f"{INTERRUPTED}. DevOps can press *Continue deletion* on the request.")
+                recovered += 1
+            elif req.state == "approved" and _move(ctx, req, "approved", "pending", "deckhand", "deletion.interrupted",
+                                                   {"decided_by": None, "decided_at": None}):
+                _announce(ctx, req)  # nothing was deleted yet: the re-check runs again on the next Approve
+                recovered += 1
+    return recovered
 
 
 # -- deletion ---------------------------------------------------------------------------------
