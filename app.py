@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import request as flask_request
@@ -18,7 +19,7 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 
 import commands
-from commands.pool import ListenerPool
+from commands.pool import ListenerPool, urgent
 import jobs
 from bot.config import ConfigError, Secrets, load_settings
 from bot.context import Context, build_context
@@ -30,11 +31,39 @@ log = logging.getLogger("deckhand")
 MANIFESTS = "deploy/slack/manifest.yaml (Socket Mode) or deploy/slack/manifest-http.yaml (HTTP)"
 
 
+class DeckhandApp(App):
+    """Bolt's App, plus the two things that must wrap a whole request.
+
+    Bolt's sync middleware `next()` only marks the chain as continued (slack_bolt/app/app.py
+    dispatch): the listener runs after every middleware has returned, so anything that must
+    surround the listener's submission or see the final response lives here, not in middleware.
+    """
+
+    def __init__(self, ctx: Context, **kwargs):
+        super().__init__(**kwargs)
+        self._ctx = ctx
+
+    def dispatch(self, req):
+        started = time.perf_counter()
+        body = req.body or {}
+        if body.get("type") == "view_submission":
+            with urgent():  # commands/pool.py: the modal's ack must not queue behind slow work
+                response = super().dispatch(req)
+        else:
+            response = super().dispatch(req)
+        kind, name = commands.request_name(body)
+        status = getattr(response, "status", 200) or 200
+        self._ctx.metrics.requests.labels(kind=kind, name=name, outcome="ok" if status < 400 else "error").inc()
+        log.debug("%s %s acked in %.1f ms", kind, name, (time.perf_counter() - started) * 1000)
+        return response
+
+
 def build_bolt(ctx: Context, workers: int = 32) -> App:
     """The Bolt app: signature verification on; acks never wait behind slow work (commands/pool.py)."""
     executor = ListenerPool(workers)
     ctx.extras["listener_executor"] = executor
-    bolt = App(
+    bolt = DeckhandApp(
+        ctx,
         signing_secret=ctx.secrets.slack_signing_secret or "unused-in-socket-mode",
         client=ctx.slack,
         token_verification_enabled=False,  # `check` and startup report auth problems clearly instead
@@ -111,7 +140,9 @@ def serve(ctx: Context) -> int:
 
     secrets = ctx.secrets
     bolt = build_bolt(ctx)
-    threading.Thread(target=warm_authorization, args=(bolt, ctx), name="auth-test", daemon=True).start()
+    warm = threading.Thread(target=warm_authorization, args=(bolt, ctx), name="auth-test", daemon=True)
+    warm.start()
+    warm.join(timeout=5)  # serve without it if Slack is slow or down; the first request then pays for it
     web = build_web(ctx, bolt)
     host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "3000"))
     server = create_server(web, host=host, port=port, threads=int(os.environ.get("HTTP_THREADS", "8")),

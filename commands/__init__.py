@@ -4,21 +4,19 @@ Middleware here, once, for every request:
 - Slack retries (`X-Slack-Retry-Num`) of a request we already received are acked and dropped:
   the first delivery is (or was) being handled. Keyed by trigger_id / event_id in SQLite, so it
   holds across threads and restarts.
-- metrics per command/action and outcome.
+- commands and clicks acked before their listener is queued (commands/pool.py).
 - one error handler that turns any exception into a short ephemeral message with an error id
   that is also logged; no stack traces in Slack.
 """
 from __future__ import annotations
 
 import logging
-import time
 
 from slack_bolt import BoltResponse
 
 from blocks.common import error_text
 from bot.context import Context, new_error_id
 from commands import canary, home, idle, nodes, ops, pipeline, service
-from commands.pool import urgent
 from commands.kit import UsageError, UserFacingError, channel_of, usage_text, user_of
 
 log = logging.getLogger("deckhand.commands")
@@ -78,20 +76,7 @@ def register_all(app, ctx: Context) -> None:
         body = req.body or {}
         if body.get("command") or body.get("type") == "block_actions":
             req.context.ack()  # see commands/pool.py: these listeners never answer in the ack
-            return next()
-        if body.get("type") == "view_submission":
-            with urgent():
-                return next()
-        return next()
-
-    @app.middleware
-    def count_requests(req, resp, next):  # noqa: A002
-        started = time.perf_counter()
-        result = next()
-        kind, name = request_name(req.body or {})
-        ctx.metrics.requests.labels(kind=kind, name=name, outcome="ok" if getattr(result, "status", 200) < 400 else "error").inc()
-        log.debug("%s %s handled in %.1f ms", kind, name, (time.perf_counter() - started) * 1000)
-        return result
+        return next()  # modal submissions take the urgent lane in app.DeckhandApp.dispatch
 
     @app.error
     def show_error(error, body, respond, client, logger):
