@@ -1,0 +1,1 @@
+"""deckhand benchmarks: `python bench/run.py` (see docs/bench.md)."""

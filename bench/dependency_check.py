@@ -1,0 +1,102 @@
+"""Dependency check for one service (what `/service deps` and `/service delete` run after ack):
+seconds and Kubernetes calls, in a cluster holding `--sizes` Services (each with a Deployment
+and Endpoints) and 1.5x as many CronJobs that call them by their cluster DNS names.
+
+The timed part is the command's own path: bot.services.find_service (which cluster and namespace
+hold the name) then bot.dependencies.check. The real Prometheus answers the callers query; it
+holds hourly Istio counters for the first 50 services of the fleet over 7 days, the same data at
+every size (the caller query selects one service by label, so Prometheus's size is not what
+this measures). The checked service has a caller (frontend in namespace web) and two CronJobs
+that call it, so the report is a full one with blockers. Targets: < 1 s at every size, and the
+same number of Kubernetes calls at every size.
+"""
+from __future__ import annotations
+
+from bench._features import profile_call, wants_profile, warm
+from bench.common import Backends, FakeClock, Options, Result, Scaling, benchmark, in_process_bot, log
+from bench.fleet import fleet, istio_traffic, seed_cronjobs, seed_services
+
+CLUSTER = "prod-a"
+TARGET_SECONDS = 1.0
+CRONJOBS_PER_SERVICE = 1.5
+TRAFFIC_SERVICES = 50
+CHECKED = 3  # fleet index of the checked service: busy in istio_traffic (i % 10 < 6)
+
+
+@benchmark("dependency-check", order=40)
+def dependency_check(opts: Options) -> list[Result]:
+    from bot.dependencies import check
+    from bot.services import find_service
+
+    scaling = Scaling("dependency check", opts.sizes)
+    problems: dict[int, list[str]] = {}
+    profile: dict | None = None
+    with Backends(opts.workdir) as backends:
+        slack = backends.slack_fake()
+        log(f"dependency-check: backfilling 7 days of hourly Istio counters for {TRAFFIC_SERVICES} services")
+        prometheus = backends.prometheus(istio_traffic(fleet(TRAFFIC_SERVICES)))
+        at = prometheus.eval_time
+        for size in scaling.sizes:
+            kube = backends.kube_fake()
+            services = seed_services(kube, size)
+            cronjobs = seed_cronjobs(kube, round(CRONJOBS_PER_SERVICE * size), services)
+            target = services[min(CHECKED, size - 1)]
+            expected_batches = sum(1 for i in range(cronjobs) if i % size == services.index(target))
+            bot = in_process_bot(opts.workdir / f"bot{size}", slack, {CLUSTER: kube}, serve=False,
+                                 prometheus={CLUSTER: prometheus.url}, clock=FakeClock(at))
+            ctx = bot.ctx
+
+            def run_check():
+                found, errors = find_service(ctx, target.name)
+                if errors or len(found) != 1:
+                    raise RuntimeError(f"find_service({target.name!r}) gave {found} / {errors}")
+                return check(ctx, found[0].cluster, found[0].namespace, found[0].name)
+
+            try:
+                warm(ctx, CLUSTER, at)
+                kube.clear_requests()
+                kube_before, queries_before = ctx.kube.calls[CLUSTER], ctx.traffic.queries[CLUSTER]
+                with scaling.measure(size) as step:
+                    report = run_check()
+                requests = kube.requests
+                # A list longer than the gateway's page (limit=5000) takes one more request per page,
+                # each carrying the `continue` token: count lists and pages apart.
+                step.calls = {"kubernetes": ctx.kube.calls[CLUSTER] - kube_before,
+                              "lists": sum(1 for r in requests if r.method == "GET" and not r.query.get("continue")),
+                              "promql": ctx.traffic.queries[CLUSTER] - queries_before}
+                issues = []
+                if not report.callers:
+                    issues.append("no Istio callers found; the data has frontend/web calling it")
+                if len(report.batches) != expected_batches:
+                    issues.append(f"{len(report.batches)} CronJobs reported, {expected_batches} call it")
+                if issues:
+                    problems[size] = issues
+                    log(f"dependency-check @ {size}: " + "; ".join(issues))
+                step.details = {"services": size, "cronjobs": cronjobs, "checked": f"{target.namespace}/{target.name}",
+                                "callers": len(report.callers), "batches": len(report.batches),
+                                "blockers": len(report.blockers), "deleted_along": len(report.deleted),
+                                "notes": report.notes,
+                                "requests": [r.path + (" (next page)" if r.query.get("continue") else "")
+                                             for r in requests]}
+                grew = scaling.steps[0].calls["lists"] != step.calls["lists"]
+                missed = step.seconds >= TARGET_SECONDS or bool(issues) or grew
+                if size == scaling.sizes[-1] and wants_profile(opts, missed):
+                    profile = profile_call(opts, f"dependency-check-{size}", run_check)
+            finally:
+                bot.stop()
+                kube.stop()
+    log(scaling.table())
+
+    rows = scaling.results(unit="s")
+    base = scaling.steps[0].calls if scaling.steps else {}
+    for row, step in zip(rows, scaling.steps):
+        same = all(step.calls[k] == base[k] for k in ("lists", "promql"))
+        row.target = f"< {TARGET_SECONDS:g} s, same lists at every size"
+        row.met = step.seconds < TARGET_SECONDS and same and step.size not in problems
+        if not same:
+            row.details["problem"] = f"calls {step.calls} differ from {base} at size {scaling.steps[0].size}"
+        if step.size in problems:
+            row.details["problem"] = "; ".join(problems[step.size])
+    if profile and rows:
+        rows[-1].details["profile"] = profile
+    return rows
