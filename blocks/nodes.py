@@ -95,6 +95,9 @@ def acknowledged_notice(count: int, already_by: str | None) -> dict:
 def silenced_notice(info: dict) -> dict:
     what = f"all node alerts in `{_cluster_name(info['cluster'])}`" if info["node"] == "*" else \
         f"`{_cluster_name(info['cluster'])}` / `{escape(info['node'])}`"
+    until = _date(info["until_unix"], info["until"])
+    if info.get("changed") is False:  # someone (maybe this user, a moment ago) already silenced it as long
+        return {"text": f":zzz: <@{info['by']}> already silenced {what} until {until}; nothing changed."}
     return {"text": f":zzz: Silenced {what} until {_date(info['until_unix'], info['until'])}. Alerts are still tracked "
                     "and kept current, but nothing new is posted for them until then. `/ops audit` shows who."}
 

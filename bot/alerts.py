@@ -18,6 +18,7 @@ each returning `{"text", "blocks"}`. Views are plain dicts built here.
 from __future__ import annotations
 
 import json
+import re
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -155,19 +156,23 @@ def silence(ctx, target: str, user: str, scope: str, duration: timedelta) -> dic
             return None
         cluster = rows[0]["cluster"]
         node = CLUSTER_WIDE if scope == "cluster" else rows[0]["node"]
-        db.execute(
+        changed = db.execute(
             "INSERT INTO alert_silences(kind, cluster, node, until, created_by, created_at) VALUES(?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(kind, cluster, node) DO UPDATE SET until = excluded.until, created_by = excluded.created_by, "
             "created_at = excluded.created_at WHERE excluded.until > alert_silences.until",
-            [KIND, cluster, node, until, user, iso(now)])
+            [KIND, cluster, node, until, user, iso(now)]).rowcount == 1
         effective = _silence(db, cluster, node, now)
-        ctx.store.audit(Audit(actor=user, action="alert.silence", result="ok",
+        # A double click or a second person at once changes nothing: audited (and told) as such, so
+        # the audit trail has one "ok" per silence that took effect.
+        ctx.store.audit(Audit(actor=user, action="alert.silence",
+                              result="ok" if changed else f"not applied: already silenced by {effective['created_by']}",
                               target=cluster if node == CLUSTER_WIDE else f"{cluster}/{node}", cluster=cluster,
                               params={"until": effective["until"], "scope": scope}))
-        affected = [r["id"] for r in _open(db, cluster) if node == CLUSTER_WIDE or r["node"] == node]
-        _rerender(ctx, db, affected)
+        if changed:
+            affected = [r["id"] for r in _open(db, cluster) if node == CLUSTER_WIDE or r["node"] == node]
+            _rerender(ctx, db, affected)
     return {"cluster": cluster, "node": node, "until": effective["until"], "by": effective["created_by"],
-            "until_unix": int(parse_iso(effective["until"]).timestamp())}
+            "until_unix": int(parse_iso(effective["until"]).timestamp()), "changed": changed}
 
 
 # -- incident rows --------------------------------------------------------------------------------
@@ -206,7 +211,7 @@ def _open(db, cluster: str) -> list[dict]:
 
 def _targets(db, target: str) -> list[dict]:
     whole_group, _, number = target.rpartition(":")
-    if not number.isdigit():
+    if not re.fullmatch(r"[0-9]{1,18}", number):  # button values are untrusted: "²".isdigit() is True
         return []
     if whole_group == "group":
         return list(db.query("SELECT * FROM incidents WHERE group_id = (SELECT group_id FROM incidents WHERE id = ?) "

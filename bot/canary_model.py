@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -38,6 +39,7 @@ ANNOTATIONS = (STARTED_BY, STARTED_AT, STEPPED_AT, REVISION)
 
 ISTIO = "istio"
 ARGO = "argo"
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes object name (DNS-1123)
 
 Progress = Callable[[str], None]
 
@@ -71,9 +73,15 @@ class CanaryRef:
             ref = cls(backend=data["b"], cluster=data["c"], namespace=data["n"], service=data["s"])
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"not a canary button value: {value[:80]!r}") from None
+        if not all(isinstance(part, str) for part in (ref.backend, ref.cluster, ref.namespace, ref.service)):
+            raise ValueError(f"not a canary button value: {value[:80]!r}")
+        if not (_OBJECT_NAME.match(ref.namespace) and _OBJECT_NAME.match(ref.service)):
+            # These go into Kubernetes API paths: "../x" would address another resource altogether.
+            raise ValueError(f"not a canary button value: {value[:80]!r}")
         if ref.backend not in (ISTIO, ARGO):
             raise ValueError(f"unknown canary backend {ref.backend!r}")
-        return ref, data.get("seen") or {}
+        seen = data.get("seen") or {}
+        return ref, seen if isinstance(seen, dict) else {}
 
 
 @dataclass(frozen=True)

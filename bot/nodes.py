@@ -139,14 +139,19 @@ def parse(body: bytes, clusters: list[str]) -> JoinReport:
     if cluster not in clusters and not (cluster == "" and data["phase"] == "discovery"):
         raise Rejected(400, f"unknown cluster {cluster[:80]!r}; configured: {', '.join(clusters)}")
     exit_code = data.get("exit_code")
-    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
-        raise Rejected(400, "exit_code must be an integer")
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)
+                                  or not -2**31 <= exit_code < 2**31):  # SQLite stores at most 64 bits
+        raise Rejected(400, "exit_code must be an integer (the script's exit status)")
     try:
         moment = datetime.fromisoformat(data["timestamp"])
     except ValueError:
         raise Rejected(400, f"timestamp {data['timestamp'][:40]!r} is not ISO-8601 (e.g. 2026-11-20T12:00:00Z)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise Rejected(400, f"timestamp {data['timestamp'][:40]!r} is out of range") from None
     return JoinReport(cluster=cluster, node=node, phase=data["phase"], status=data["status"],
                       message=data["message"], log_tail=data["log_tail"],
                       script_version=data["script_version"][:40], timestamp=moment, exit_code=exit_code)

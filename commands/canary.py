@@ -181,16 +181,18 @@ def _operation(ctx: Context, action: str):
             return deny(ctx, respond, user, f"canary.{action}", decision, target=ref.service, cluster=ref.cluster)
         outcome = canaries.operate(ctx, ref, action, user, seen if action == "step" else None,
                                    progress=card.progress_of(current))
-        if outcome.status in ("busy", "moved"):
+        if outcome.status in ("busy", "moved", "gone"):
             safe_respond(respond, response_type="ephemeral", replace_original=False,
                          text=f":information_source: {outcome.summary}")
-            if outcome.status == "busy":
+            # A press that lost the race (another operation is running, another step landed first, the
+            # canary just ended) changed nothing: only its presser hears so. The card shows the winner's
+            # outcome and who did it, so it must not be overwritten by a press that did nothing.
+            if outcome.status != "gone" or outcome.canary is not None:
                 return
         final = outcome.canary
         if final is None:
             return card.show(gone_message(ref, outcome_note(outcome)))
         traffic = canary_traffic(ctx, final) if final.live else None
-        card.show(status_message(final, traffic, ctx.now(),
-                                 note=None if outcome.status == "moved" else outcome_note(outcome)))
+        card.show(status_message(final, traffic, ctx.now(), note=outcome_note(outcome)))
     handle.__name__ = f"canary_{action}"
     return handle

@@ -106,18 +106,21 @@ def _check(ctx: Context, respond, service: str, cluster: str | None, namespace: 
 
 
 def _target(body: dict) -> dict | None:
+    """The service a button names, or None for anything that is not one of our values (untrusted)."""
     try:
         target = json.loads(action_value(body))
-        return target if {"c", "n", "s"} <= set(target) else None
     except (ValueError, TypeError):
         return None
+    if not isinstance(target, dict) or not all(isinstance(target.get(k), str) for k in ("c", "n", "s")):
+        return None
+    if not isinstance(target.get("src", ""), str):
+        target.pop("src")
+    return target
 
 
 def _request_id(body: dict) -> int | None:
-    try:
-        return int(action_value(body))
-    except ValueError:
-        return None
+    value = action_value(body).strip()
+    return int(value) if re.fullmatch(r"[0-9]{1,18}", value) else None  # untrusted: int() takes "١" and 10**30
 
 
 def _approvals(ctx: Context) -> str:
