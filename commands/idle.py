@@ -81,15 +81,23 @@ def register(app, ctx: Context) -> None:
         tell(body, client, respond, f":information_source: Not {what}: {describe_state(row)}.")
         refresh(client, key, body)  # the message may show an older state than the row
 
-    @app.action(REQUEST_DELETION)
-    def request_deletion(ack, body, client, respond):
-        ack()
-        user, found = user_of(body), service_of(body, client, respond)
-        if not found:
-            return
-        key, row = found
-        if not allowed(body, client, respond, user, "deletion.request", key, row):
-            return
+    def service_button(action_id: str, rule: str):
+        """A digest button about one service: ack, find the service, check `rule`, then act."""
+        def register_button(act):
+            @app.action(action_id)
+            def handler(ack, body, client, respond):
+                ack()
+                user, found = user_of(body), service_of(body, client, respond)
+                if not found:
+                    return
+                key, row = found
+                if allowed(body, client, respond, user, rule, key, row):
+                    act(body, client, respond, user, key, row)
+            return handler
+        return register_button
+
+    @service_button(REQUEST_DELETION, "deletion.request")
+    def request_deletion(body, client, respond, user, key, row):
         if idle_store.decide(ctx, key, user, "idle.request_deletion", (OPEN, SNOOZED), DELETION_REQUESTED):
             refresh(client, key, body)
         else:
@@ -104,15 +112,8 @@ def register(app, ctx: Context) -> None:
         deletion.open_deletion_request(ctx, client, respond, user, row["service"], row["cluster"],
                                        namespace=row["namespace"], source="idle")
 
-    @app.action(SNOOZE)
-    def snooze(ack, body, client, respond):
-        ack()
-        user, found = user_of(body), service_of(body, client, respond)
-        if not found:
-            return
-        key, row = found
-        if not allowed(body, client, respond, user, "idle.snooze", key, row):
-            return
+    @service_button(SNOOZE, "idle.snooze")
+    def snooze(body, client, respond, user, key, row):
         until: datetime = ctx.now() + ctx.settings.idle.snooze
         if idle_store.decide(ctx, key, user, "idle.snooze", (OPEN, DELETION_REQUESTED), SNOOZED,
                              {"snoozed_until": iso(until)},
@@ -121,15 +122,8 @@ def register(app, ctx: Context) -> None:
         else:
             not_applied(body, client, respond, user, "idle.snooze", key, "snoozed")
 
-    @app.action(KEEP)
-    def keep(ack, body, client, respond):
-        ack()
-        user, found = user_of(body), service_of(body, client, respond)
-        if not found:
-            return
-        key, row = found
-        if not allowed(body, client, respond, user, "idle.keep", key, row):
-            return
+    @service_button(KEEP, "idle.keep")
+    def keep(body, client, respond, user, key, row):
         if row["state"] not in (OPEN, SNOOZED, DELETION_REQUESTED):
             return not_applied(body, client, respond, user, "idle.keep", key, "kept")
         item = {"cluster": row["cluster"], "namespace": row["namespace"], "service": row["service"]}
@@ -165,15 +159,8 @@ def register(app, ctx: Context) -> None:
                       cluster=row["cluster"])
             ephemeral(text=f":information_source: Not kept: {describe_state(row)}.")
 
-    @app.action(UNKEEP)
-    def unkeep(ack, body, client, respond):
-        ack()
-        user, found = user_of(body), service_of(body, client, respond)
-        if not found:
-            return
-        key, row = found
-        if not allowed(body, client, respond, user, "idle.keep", key, row):
-            return
+    @service_button(UNKEEP, "idle.keep")
+    def unkeep(body, client, respond, user, key, row):
         if not idle_store.decide(ctx, key, user, "idle.unkeep", (KEPT,), OPEN, {"reason": None}):
             return not_applied(body, client, respond, user, "idle.unkeep", key, "un-kept")
         refresh(client, key, body)
