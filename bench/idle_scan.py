@@ -62,11 +62,12 @@ def idle_scan(opts: Options) -> list[Result]:
                     problems[size] = issues
                     log(f"idle-scan @ {size}: " + "; ".join(issues))
                 step.details = {"services": size, "idle_found": len(found), "idle_expected": expected_idle,
-                                "verdicts": dict(scan.verdicts()), "prometheus_series": prometheus.metrics.series_count(),
+                                "verdicts": dict(scan.verdicts()),
+                                "prometheus_series": prometheus.metrics.series_count(),
                                 "backfill_seconds": round(prometheus.backfill_seconds, 1)}
                 slow_step.details = {"idle_found": len(slow.idle)}
 
-                missed = (step.seconds >= TARGET_SECONDS or scan.queries > TARGET_QUERIES or bool(issues))
+                missed = step.seconds >= TARGET_SECONDS or scan.queries > TARGET_QUERIES or bool(issues)
                 if size == batched.sizes[-1] and wants_profile(opts, missed):
                     profile = profile_call(opts, f"idle-scan-{size}", lambda: scan_cluster(bot.ctx, CLUSTER, at))
             finally:
