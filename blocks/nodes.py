@@ -59,7 +59,8 @@ def group(view: dict) -> dict:
             lines.append(f":white_check_mark: `{escape(item['node'])}` — {title}, resolved after {item['failing_for']}")
         else:
             summary = clip(escape(item["detail"].get("summary", "")), 160)
-            lines.append(f":red_circle: `{escape(item['node'])}` — *{title}* for {item['failing_for']}: {summary}")
+            lines.append(f":red_circle: `{escape(item['node'])}` — *{title}* since "
+                         f"{_ago(item['failing_since_unix'])}: {summary}")
     if len(view["incidents"]) > GROUP_LINES:
         lines.append(f"_and {len(view['incidents']) - GROUP_LINES} more — see the thread_")
     blocks = [section(head)] + [section(chunk) for chunk in _chunks(lines)]
@@ -109,8 +110,10 @@ def _facts(view: dict) -> list[tuple[str, str]]:
     facts = [("Cluster", f"`{_cluster_name(view['cluster'])}`")]
     if view["node"] != "*":
         facts.append(("Node", f"`{escape(view['node'])}`"))
-    label = "Was failing for" if view["state"] == "resolved" else "Failing for"
-    facts.append((label, f"{view['failing_for']} (since {since})"))
+    if view["state"] == "resolved":
+        facts.append(("Was failing for", f"{view['failing_for']} (since {since})"))
+    else:  # Slack renders the age, so the message needs no edit as time passes
+        facts.append(("Failing since", f"{_ago(view['failing_since_unix'])} ({since})"))
     if detail.get("phase"):
         facts.append(("Phase", f"`{detail['phase']}`"))
     if detail.get("exit_code") is not None:
@@ -151,7 +154,7 @@ def _details(view: dict) -> list[dict]:
         out.append(section("\n".join(notes)))
     if detail.get("csrs"):
         lines = [f"`{escape(c['name'])}` ({c['signer'].rsplit('/', 1)[-1]}, by `{escape(c['requestor'])}`, "
-                 f"pending {c['age']})" for c in detail["csrs"][:10]]
+                 f"pending since {_ago(c['created_unix'])})" for c in detail["csrs"][:10]]
         out.append(section("*Pending certificate requests:*\n" + "\n".join(lines)
                            + "\nApprove with `kubectl certificate approve <name>` once you trust the node."))
     if detail.get("reasons"):
@@ -223,6 +226,14 @@ def _date(unix: int, fallback_iso: str) -> str:
     """Slack shows the reader's local time; the fallback is UTC."""
     fallback = datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if unix else fallback_iso
     return f"<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _ago(unix: int) -> str:
+    """"3 hours ago", rendered by Slack in the reader's client. An open alert whose text held its own
+    age ("for 30m") changed every scan tick and was edited every tick: with hundreds of open alerts
+    that backlog outgrew Slack's one-message-per-second-per-channel pace (bench/node_scan.py)."""
+    fallback = datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{unix}^{{ago}}|{fallback}>"
 
 
 def _chunks(lines: list[str]) -> list[str]:

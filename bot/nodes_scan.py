@@ -133,7 +133,7 @@ def evaluate(cluster: str, nodes: list[dict], csrs: list[dict] | None, joins: li
         if now - started >= cfg.startup_timeout:
             per_node.append(Finding(cluster, join["node"], "never-joined", started, {
                 "summary": f"the join script reported `{join['last_phase']}` {join['last_status']}, but no Node "
-                           f"object exists {alerts.humanize(now - started)} after the join began",
+                           f"object appeared within {alerts.humanize(cfg.startup_timeout)} of the join",
                 "last_phase": join["last_phase"], "last_status": join["last_status"],
                 "last_report_at": join["last_report_at"], "csrs": result.csrs.get(join["node"], [])}))
     result.unhealthy = len(unhealthy)
@@ -176,11 +176,13 @@ def node_finding(cluster: str, state: NodeState, now: datetime, cfg) -> Finding 
     if state.never_ready:
         if age < cfg.startup_timeout:
             return None
-        detail["summary"] = f"created {alerts.humanize(age)} ago and never became Ready"
+        detail["summary"] = f"never became Ready within {alerts.humanize(cfg.startup_timeout)} of joining"
         return Finding(cluster, state.name, "startup-timeout", state.created, detail)
     if now - state.ready_since < cfg.not_ready_after:
         return None
-    detail["summary"] = (f"Ready has been {state.ready} for {alerts.humanize(now - state.ready_since)}"
+    # No ages in the text: they change every tick and would force an edit of every open alert
+    # (the message shows "failing since" as a Slack date that the client renders).
+    detail["summary"] = (f"Ready is {state.ready} for longer than {alerts.humanize(cfg.not_ready_after)}"
                          + (f" ({state.ready_reason})" if state.ready_reason else ""))
     return Finding(cluster, state.name, "not-ready", state.ready_since, detail)
 
@@ -244,7 +246,7 @@ def pending_csrs(csrs: list[dict], now: datetime, older_than: timedelta) -> dict
             continue
         out.setdefault(node, []).append({"name": csr["metadata"]["name"], "signer": spec.get("signerName"),
                                          "requestor": spec.get("username") or "", "created": iso(created),
-                                         "age": alerts.humanize(now - created)})
+                                         "created_unix": int(created.timestamp())})
     return out
 
 

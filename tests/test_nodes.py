@@ -35,7 +35,7 @@ def test_a_failed_report_is_stored_and_alerted_at_once(bot):
     text = text_of(message)
     assert "Join failed" in text and "node-7" in text and "`join`" in text
     assert "```" in text and "couldn't validate the identity of the API Server" in text  # log tail in a code block
-    assert "Failing for" in text and "exit code 1" in text
+    assert "Failing since" in text and "exit code 1" in text
     assert [i["reason"] for i in open_incidents(bot)] == ["join-failed"]
     metrics = requests.get(bot.url + "/metrics").text
     assert 'deckhand_alerts_total{event="posted",kind="node"} 1.0' in metrics

@@ -26,14 +26,14 @@ def view(**overrides) -> dict:
 
 
 NOT_READY = {
-    "summary": "Ready has been False for 25m (KubeletNotReady)", "ready": "False", "condition_reason": "KubeletNotReady",
+    "summary": "Ready is False for longer than 10m (KubeletNotReady)", "ready": "False", "condition_reason": "KubeletNotReady",
     "condition_message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady",
     "taints": ["node.kubernetes.io/not-ready:NoSchedule", "node.kubernetes.io/unreachable:NoExecute"],
     "conditions": [{"type": "KernelDeadlock", "reason": "DockerHung", "message": "task docker:7 blocked", "npd": True},
                    {"type": "DiskPressure", "reason": "KubeletHasDiskPressure", "message": "", "npd": False}],
     "cordoned": True, "created": "2026-10-01T08:00:00+00:00",
     "csrs": [{"name": "csr-7x2kq", "signer": "kubernetes.io/kubelet-serving", "requestor": "system:node:worker-3",
-              "created": "2026-11-20T11:40:00+00:00", "age": "20m"}],
+              "created": "2026-11-20T11:40:00+00:00", "created_unix": 1795174800}],
 }
 
 
@@ -58,7 +58,7 @@ def test_never_joined_golden():
     detail = {"summary": "the join script reported `join` ok, but no Node object exists 16m after the join began",
               "last_phase": "join", "last_status": "ok", "last_report_at": "2026-11-20T12:01:00+00:00",
               "csrs": [{"name": "csr-boot", "signer": "kubernetes.io/kube-apiserver-client-kubelet",
-                        "requestor": "system:bootstrap:abcdef", "created": "2026-11-20T12:01:00+00:00", "age": "15m"}]}
+                        "requestor": "system:bootstrap:abcdef", "created": "2026-11-20T12:01:00+00:00", "created_unix": 1795176060}]}
     assert_golden("nodes_incident_never_joined", nodes.incident(view(node="node-9", reason="never-joined", detail=detail)))
 
 
@@ -79,7 +79,7 @@ def test_storm_golden():
 
 def group_view(count: int, resolved: int = 0) -> dict:
     items = [view(id=20 + n, target=str(20 + n), node=f"worker-{n}", reason="not-ready", in_group=True,
-                  detail={"summary": "Ready has been False for 15m (KubeletNotReady)"}, failing_for="15m",
+                  detail={"summary": "Ready is False for longer than 10m (KubeletNotReady)"}, failing_for="15m",
                   state="resolved" if n < resolved else "open") for n in range(count)]
     opened = count - resolved
     return {"cluster": "prod-a", "target": "group:20", "incidents": items, "open": opened, "total": count,
