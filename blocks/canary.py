@@ -126,7 +126,11 @@ def card_blocks(canary, traffic, now: datetime, note: str | None = None, working
     if note:
         blocks.append(section(note))
     if working:
-        blocks.append(context(":hourglass_flowing_sand: Working — buttons come back when this finishes."))
+        # Refresh stays: if the process doing the work is killed, nothing ever finishes this card,
+        # and Refresh is how its reader gets the live state (and the other buttons) back.
+        blocks.append(context(":hourglass_flowing_sand: Working — the other buttons come back when this finishes. "
+                              "If it looks stuck, *Refresh* shows where the canary is now."))
+        blocks.append(actions(button("Refresh", REFRESH, ref.button_value()), block_id=f"canary:{ref.key}"[:255]))
     else:
         blocks.append(_buttons(canary))
     return blocks

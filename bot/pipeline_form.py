@@ -5,6 +5,7 @@ knows about existing services and base images (bot.pipeline_catalog caches them)
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
@@ -31,8 +32,8 @@ _REPO = re.compile(r"^(?:https://[^/\s]+/|git@[^:\s]+:)?[A-Za-z0-9_.-]+(?:/[A-Za
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "PRIVATE_KEY", "CREDENTIAL")
-_CPU = re.compile(r"^(\d+(\.\d+)?|\.\d+)m?$")
-_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_CPU = re.compile(r"^(\d+(\.\d+)?|\.\d+)m?$", re.ASCII)  # \d alone also matches "١٢", which Kubernetes rejects
+_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$", re.ASCII)
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 MAX_ENV = 50
 
@@ -216,13 +217,13 @@ def tag_policy(text: str, kind: str, base_images: frozenset[str] | None) -> tupl
 def _port(text: str) -> tuple[int | None, str | None]:
     if not text:
         return None, "An api needs the container port it listens on, e.g. `8080`."
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:  # "²".isdigit() is True
         return None, f"`{text}` isn't a port: use a number from 1 to 65535."
     return int(text), None
 
 
 def _replicas(text: str, maximum: int) -> tuple[int | None, str | None]:
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
         return None, f"`{text or '(empty)'}` isn't a replica count: use a whole number from 1 to {maximum}."
     return int(text), None
 
@@ -266,6 +267,10 @@ def parse_env(text: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
             return (), f"Line {number}: `{key[:40]}` isn't an environment variable name (letters, digits, `_`)."
         if key in seen:
             return (), f"`{key}` is set twice; keep one."
+        if any(ch != "\t" and unicodedata.category(ch) == "Cc" for ch in value):
+            # YAML rejects most control characters (U+007F...) and Kubernetes no better: say so here,
+            # in the modal, rather than fail to render after the modal has closed.
+            return (), f"Line {number}: the value of `{key}` contains a control character; remove it."
         if any(word in key.upper() for word in _SECRET_WORDS):
             return (), (f"`{key}` looks like a secret. Values here are committed to Git in plain text; "
                         "put secrets in a Kubernetes Secret instead.")

@@ -10,6 +10,13 @@ A key has at most one live request. A second submit while the first is `proposin
 click, a Slack retry) is refused; a submit while `open` updates the same branch and PR; a submit
 after a terminal state recycles the row. Merge notifications move `open` -> `merged` once, so the
 webhook and the poller can both see the merge and only one of them tells Slack.
+
+Whoever moves a request to `proposing` takes the lock `pipeline-request:<id>` in the same
+transaction, and leaving `proposing` releases it in the same transaction, so a `proposing` row
+without its lock belongs to a worker that died (locks name their process, and the process that
+becomes the writer drops a dead one's locks). Such an orphan is taken over at once by a resubmit
+or Try again (same branch, PR and Slack message: GitOps.propose is idempotent), and the pr-poll
+job (recover_interrupted) turns it into `failed` with Try again on its message.
 """
 from __future__ import annotations
 
@@ -28,7 +35,8 @@ log = logging.getLogger(__name__)
 
 TABLE = "pipeline_requests"
 LIVE = ("proposing", "open")
-# A `proposing` row older than this belongs to a crashed worker; a new submit may take it over.
+# How long a worker may hold a request in `proposing`. One that holds it longer is presumed wedged:
+# its lock lapses and the request counts as orphaned (GitHub calls time out long before this).
 STALE_PROPOSING = timedelta(minutes=10)
 PIPELINE_BRANCH = "deckhand/pipeline/"
 BUMP_BRANCH = "deckhand/batch-image/"
@@ -61,6 +69,36 @@ def live(ctx: Context) -> list[dict]:
     return ctx.store.query(f"SELECT * FROM {TABLE} WHERE state IN ('proposing', 'open') ORDER BY id")
 
 
+def lock_name(request_id: int) -> str:
+    return f"pipeline-request:{request_id}"
+
+
+def worker_of(ctx: Context, request_id: int) -> dict | None:
+    """The lock of whoever is proposing this request right now; None if nobody is."""
+    rows = ctx.store.query("SELECT * FROM locks WHERE name = ? AND expires_at > ?",
+                           [lock_name(request_id), ctx.store.now()])
+    return rows[0] if rows else None
+
+
+def orphaned(ctx: Context, row: dict) -> bool:
+    """`proposing`, but no live worker holds it: the process that was proposing it died."""
+    return row["state"] == "proposing" and worker_of(ctx, row["id"]) is None
+
+
+def pending(ctx: Context, row: dict) -> bool:
+    """A pull request is open for this request, or is being opened right now."""
+    return row["state"] == "open" or (row["state"] == "proposing" and (bool(row["pr_number"])
+                                                                       or not orphaned(ctx, row)))
+
+
+def _take(ctx: Context, row_id: int, action: str, user: str) -> None:
+    """The lock that says "a live worker proposes this"; the caller is inside the transaction that
+    moves the row to `proposing` and has seen the lock free."""
+    if ctx.store.acquire(lock_name(row_id), f"{action} by {user}",
+                         ttl_seconds=STALE_PROPOSING.total_seconds()) is not None:
+        raise RuntimeError(f"pipeline request {row_id} was taken meanwhile")  # rolls the claim back
+
+
 def open_pulls(ctx: Context) -> list[dict]:
     return ctx.store.query(f"SELECT * FROM {TABLE} WHERE state = 'open' AND pr_number IS NOT NULL ORDER BY id")
 
@@ -70,6 +108,7 @@ class Claim:
     row: dict | None          # the request this caller now works on (state proposing)
     busy: dict | None = None  # someone else is proposing this key right now
     reused: bool = False      # an open PR and its Slack message are being updated
+    taken: dict | None = None  # a create whose name a pending PR took after this submit's ack checked it
 
 
 def claim(ctx: Context, *, action: str, target: str, team: str | None, spec: dict, user: str,
@@ -82,16 +121,20 @@ def claim(ctx: Context, *, action: str, target: str, team: str | None, spec: dic
         row = rows[0] if rows else None
         payload = json.dumps(spec, sort_keys=True)
         if row is None:
-            db.execute(
+            cursor = db.execute(
                 f"INSERT INTO {TABLE} (key, action, target, team, spec, state, requester, editor, channel, branch, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'proposing', ?, ?, ?, ?, ?, ?)",
                 [key, action, target, team, payload, user, user, channel, branch_for(action, target),
                  iso(now), iso(now)])
+            _take(ctx, cursor.lastrowid, action, user)
             reused = False
-        elif row["state"] == "proposing" and row["updated_at"] > iso(now - STALE_PROPOSING):
+        elif worker_of(ctx, row["id"]) is not None:
             return Claim(None, busy=row)
-        elif row["pr_number"] and row["state"] not in ("merged", "closed"):
-            # An open PR: the new proposal goes onto the same branch, PR and Slack message.
+        elif row["state"] == "proposing" or (row["pr_number"] and row["state"] not in ("merged", "closed")):
+            if action == "create" and row["pr_number"]:
+                return Claim(None, taken=row)  # two creates raced past the ack's check: never rewrite another's PR
+            # An open PR, or a proposal whose worker died (its PR may exist on GitHub without our knowing):
+            # the new proposal goes onto the same branch, PR and Slack message.
             # An edit of a not-yet-merged create is still a create (the base branch lacks the service).
             keep = row["action"] if row["action"] == "create" and action == "edit" else action
             cursor = db.execute(
@@ -100,6 +143,7 @@ def claim(ctx: Context, *, action: str, target: str, team: str | None, spec: dic
                 [keep, payload, team, user, iso(now), row["id"], row["state"]])
             if cursor.rowcount != 1:
                 return Claim(None, busy=row)
+            _take(ctx, row["id"], action, user)
             reused = bool(row["ts"])
         else:
             cursor = db.execute(
@@ -110,19 +154,27 @@ def claim(ctx: Context, *, action: str, target: str, team: str | None, spec: dic
                 [action, target, team, payload, user, user, channel, iso(now), iso(now), row["id"], row["state"]])
             if cursor.rowcount != 1:
                 return Claim(None, busy=row)
+            _take(ctx, row["id"], action, user)
             reused = False
         fresh = list(db.query(f"SELECT * FROM {TABLE} WHERE key = ?", [key]))[0]
     return Claim(fresh, reused=reused)
 
 
 def retry(ctx: Context, request_id: int, user: str) -> dict | None:
-    """Move a failed (or failed-while-open) request back to proposing; None if it is not retryable now."""
-    row = get(ctx, request_id)
-    if row is None or not (row["state"] == "failed" or (row["state"] == "open" and row["error"])):
-        return None
-    won = ctx.store.transition(TABLE, {"id": row["id"]}, row["state"], "proposing",
-                               {"editor": user, "error": None, "updated_at": ctx.now()})
-    return get(ctx, request_id) if won else None
+    """Move a failed (or failed-while-open, or orphaned) request back to proposing under a live worker;
+    None if it is not retryable now."""
+    with ctx.store.tx() as db:
+        row = get(ctx, request_id)
+        if row is None or worker_of(ctx, row["id"]) is not None:
+            return None
+        if not (row["state"] in ("failed", "proposing") or (row["state"] == "open" and row["error"])):
+            return None
+        cursor = db.execute(f"UPDATE {TABLE} SET state = 'proposing', editor = ?, error = NULL, updated_at = ? "
+                            "WHERE id = ? AND state = ?", [user, ctx.store.now(), row["id"], row["state"]])
+        if cursor.rowcount != 1:
+            return None
+        _take(ctx, row["id"], row["action"], user)
+    return get(ctx, request_id)
 
 
 def attach_message(ctx: Context, request_id: int, channel: str, ts: str, permalink: str | None) -> None:
@@ -138,14 +190,49 @@ def finish(ctx: Context, row: dict, state: str, values: dict[str, Any], result: 
         if key in values and not isinstance(values[key], str):
             values[key] = json.dumps(values[key], sort_keys=True)
     spec = json.loads(row["spec"])
-    ctx.store.transition(
-        TABLE, {"id": row["id"]}, "proposing", state, values,
-        audit=Audit(actor=actor, action=f"pipeline.{row['action']}", result=result, target=row["target"],
-                    params={"team": row["team"], "branch": row["branch"],
-                            "pr": values.get("pr_number") or row["pr_number"],
-                            **({"version": spec.get("version")} if row["action"] == "bump" else {})},
-                    channel=row["channel"], ts=row["ts"]))
+    with ctx.store.tx():
+        won = ctx.store.transition(
+            TABLE, {"id": row["id"]}, "proposing", state, values,
+            audit=Audit(actor=actor, action=f"pipeline.{row['action']}", result=result, target=row["target"],
+                        params={"team": row["team"], "branch": row["branch"],
+                                "pr": values.get("pr_number") or row["pr_number"],
+                                **({"version": spec.get("version")} if row["action"] == "bump" else {})},
+                        channel=row["channel"], ts=row["ts"]))
+        if won:
+            ctx.store.release(lock_name(row["id"]))
     return get(ctx, row["id"])
+
+
+# -- recovery after a crash ----------------------------------------------------------------------------
+
+
+def recover_interrupted(ctx: Context) -> int:
+    """Requests a killed worker left `proposing`: back to `failed` (or `open` with an error, when they
+    were updating a PR we track), with Try again on their message. Returns how many."""
+    recovered = 0
+    for candidate in ctx.store.query(f"SELECT id FROM {TABLE} WHERE state = 'proposing' ORDER BY id"):
+        # One transaction (BEGIN IMMEDIATE) from the lock check to the move: a resubmit or Try again
+        # cannot take the request over in between.
+        with ctx.store.tx():
+            row = get(ctx, candidate["id"])
+            if row is None or not orphaned(ctx, row):
+                continue
+            number = row["pr_number"]
+            doing = f"updating pull request #{number}" if number else "opening the pull request"
+            error = (f"deckhand restarted while {doing}, so it may be half-made. Press *Try again*: it reuses the "
+                     "same branch and pull request.")
+            row = finish(ctx, row, "open" if number else "failed", {"error": error},
+                         "failed: interrupted by a restart", "deckhand")
+            if row["channel"] and row["ts"]:
+                message = render_message(ctx, row)
+                ctx.outbox.update(row["channel"], row["ts"], message["text"], message.get("blocks"),
+                                  ref=f"pipeline:{row['id']}:interrupted")
+            else:  # it died before its message was posted: tell the requester directly
+                ctx.outbox.post(row["requester"], f"<@{row['requester']}> deckhand restarted while {doing} for "
+                                f"`{row['target']}`. Run {again_command(row)} again: it reuses the same branch and "
+                                "pull request.", ref=f"pipeline:{row['id']}:interrupted")
+            recovered += 1
+    return recovered
 
 
 # -- merge tracking ----------------------------------------------------------------------------------
@@ -181,6 +268,12 @@ def render_message(ctx: Context, row: dict) -> dict:
     return {"text": f"Pipeline request for {row['target']}: {row['state']}", "blocks": None}
 
 
+def again_command(row: dict) -> str:
+    if row["action"] == "bump":
+        return "`/pipeline batch-image bump`"
+    return "`/pipeline create`" if row["action"] == "create" else f"`/pipeline edit {row['target']}`"
+
+
 def notify_settled(ctx: Context, row: dict) -> None:
     """Update the original message and tell the requester in its thread, through the outbox (durable)."""
     number, url, target = row["pr_number"], row["pr_url"], row["target"]
@@ -195,10 +288,8 @@ def notify_settled(ctx: Context, row: dict) -> None:
             after = f"The GitOps sync rolls it out to {', '.join(spec.get('clusters') or [])}."
         text = f"<@{row['requester']}> :tada: Pull request {link} for `{target}` was merged. {after}"
     else:
-        again = "`/pipeline batch-image bump`" if row["action"] == "bump" else (
-            "`/pipeline create`" if row["action"] == "create" else f"`/pipeline edit {target}`")
         text = (f"<@{row['requester']}> Pull request {link} for `{target}` was closed without merging, so nothing "
-                f"changes. Run {again} again if you still need it.")
+                f"changes. Run {again_command(row)} again if you still need it.")
     if row["channel"] and row["ts"]:
         message = render_message(ctx, row)
         ctx.outbox.update(row["channel"], row["ts"], message["text"], message.get("blocks"),

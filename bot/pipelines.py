@@ -20,7 +20,8 @@ from typing import Any, Mapping
 from bot.context import Context
 from bot.gitops import GitOpsError
 from bot.pipeline_catalog import catalog
-from bot.pipeline_requests import BUMP_BRANCH, LIVE, PIPELINE_BRANCH, by_key, open_pulls, pipeline_key, settle
+from bot.pipeline_requests import (BUMP_BRANCH, PIPELINE_BRANCH, by_key, open_pulls, pending, pipeline_key,
+                                   recover_interrupted, settle)
 from bot.pipeline_form import Known, check_form
 from bot.pipeline_spec import PipelineSpec
 
@@ -38,7 +39,8 @@ def check_submission(ctx: Context, form: dict[str, Any], mode: str) -> tuple[Pip
         if where:
             return where
         row = by_key(ctx, pipeline_key(name))
-        if row and row["state"] in LIVE and row["action"] == "create":
+        # A create whose worker died is not pending: submitting again takes it over.
+        if row and row["action"] == "create" and pending(ctx, row):
             return f"as a pending pull request{' #' + str(row['pr_number']) if row['pr_number'] else ''}"
         return None
 
@@ -69,9 +71,6 @@ def handle_github_webhook(ctx: Context, body: bytes, headers) -> tuple[int, dict
     event = _header(headers, "X-GitHub-Event") or ""
     if event == "ping":
         return 200, {"ok": True, "pong": True}
-    delivery = _header(headers, "X-GitHub-Delivery")
-    if delivery and not ctx.store.once(f"github-delivery:{delivery}"):
-        return 200, {"ok": True, "duplicate": True}
     if event != "pull_request":
         return 200, {"ok": True, "ignored": f"event {event or '(none)'} is not handled"}
     try:
@@ -81,13 +80,19 @@ def handle_github_webhook(ctx: Context, body: bytes, headers) -> tuple[int, dict
         repo = str((payload.get("repository") or {}).get("full_name") or "")
         branch = str((pull.get("head") or {}).get("ref") or "")
         number = int(pull.get("number") or payload.get("number"))
-    except (ValueError, TypeError, AttributeError):
+        login = str(((pull.get("merged_by") or payload.get("sender") or {}).get("login")) or "unknown")
+    except (ValueError, TypeError, AttributeError, OverflowError):
         return 400, {"error": "not a pull_request event payload"}
+    if not 0 < number < 2**63:  # SQLite's INTEGER; GitHub numbers pull requests from 1
+        return 400, {"error": f"pull request number {number} is out of range"}
     if ctx.settings.github is None or repo.lower() != ctx.settings.github.repo.lower():
         return 200, {"ok": True, "ignored": "not the GitOps repository"}
     if action != "closed":
         return 200, {"ok": True, "ignored": f"action {action}"}
-    login = ((pull.get("merged_by") or payload.get("sender") or {}).get("login")) or "unknown"
+    # Recorded only for a delivery we act on, so a rejected one leaves nothing behind.
+    delivery = _header(headers, "X-GitHub-Delivery")
+    if delivery and not ctx.store.once(f"github-delivery:{delivery}"):
+        return 200, {"ok": True, "duplicate": True}
     result = on_closed(ctx, branch, number, bool(pull.get("merged")), actor=f"github:{login}", source="webhook")
     return 200, {"ok": True, "result": result}
 
@@ -133,9 +138,11 @@ def _to_deletion(ctx: Context, branch: str, number: int, merged: bool) -> str:
 
 
 def poll(ctx: Context) -> str:
-    """Check every open pipeline PR (and recently closed deletion PRs) for merge or close."""
+    """Check every open pipeline PR (and recently closed deletion PRs) for merge or close; give requests
+    a killed worker left half-proposed their Try again back."""
     if ctx.gitops is None:
         return "GitHub is not configured; nothing to poll"
+    interrupted = recover_interrupted(ctx)
     checked, settled, failures = 0, [], []
     for row in open_pulls(ctx):
         try:
@@ -161,6 +168,8 @@ def poll(ctx: Context) -> str:
     summary += f"; settled {', '.join(settled)}" if settled else "; none closed"
     if deletions:
         summary += f"; {deletions} deletion PRs handed over"
+    if interrupted:
+        summary += f"; {interrupted} interrupted by a restart, waiting for Try again"
     if failures:
         summary += f"; {len(failures)} failed: {failures[0]}"
         if not checked and not settled:

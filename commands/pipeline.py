@@ -69,9 +69,15 @@ def register(app, ctx: Context) -> None:
         if mode == "edit":
             form.update(service=meta.get("service"), team=meta.get("team"))
         spec, errors = pipelines.check_submission(ctx, form, mode)
+        user = user_of(body)
+        if spec is not None and not errors and mode == "create":
+            # The form offers only the user's own teams, but a submission can name any: say so on the
+            # field. Membership was looked up (and cached) when the modal opened, so this stays local.
+            decision = ctx.access.may(user, "pipeline.create", team=spec.team)
+            if not decision:
+                errors = {"team": f"You can't create pipelines for {spec.team}: {decision.reason}."}
         if errors:
             return ack(response_action="errors", errors=modal_errors(errors, view))
-        user = user_of(body)
         if mode == "edit" and spec.digest() == meta.get("digest"):
             ack(response_action="update", view=notice_modal(
                 "Edit pipeline", f":information_source: Nothing changed in *{spec.service}*, so no pull request "
@@ -86,7 +92,10 @@ def register(app, ctx: Context) -> None:
     def retry(ack, body, client, respond):
         ack()
         user = user_of(body)
-        row = pipeline_requests.get(ctx, int(action_value(body) or 0))
+        try:
+            row = pipeline_requests.get(ctx, int(action_value(body) or 0))
+        except (ValueError, OverflowError):  # not a request id: a garbled or hand-made button
+            row = None
         if row is None:
             return safe_respond(respond, response_type="ephemeral", replace_original=False,
                                 text="That request no longer exists; start again with `/pipeline`.")
@@ -169,6 +178,14 @@ def open_edit(ctx: Context, client, body: dict, service: str) -> None:
             f"Reading {service}'s deckhand.yaml failed", str(exc),
             "Try again in a minute; if it keeps failing, ask DevOps."))
     if spec is None:
+        request = pipeline_requests.by_key(ctx, pipeline_requests.pipeline_key(service))
+        if request and request["action"] == "create" and pipeline_requests.pending(ctx, request):
+            return _notice(client, view, "Edit pipeline", f"The pull request that creates `{service}` is being "
+                           "prepared right now; edit it once it is open.")
+        if request and request["action"] == "create" and request["state"] in ("proposing", "failed"):
+            return _notice(client, view, "Edit pipeline", f"`{service}` has no pull request yet: creating it failed "
+                           "or was interrupted. Press *Try again* on its message, or submit `/pipeline create` "
+                           "again; both reuse the same branch.")
         return _notice(client, view, "Edit pipeline", f"There is no pipeline named `{service}` in the GitOps repo. "
                        "See `/pipeline list`, or create it with `/pipeline create`.")
     decision = ctx.access.may(user, "pipeline.edit", team=spec.team)
@@ -235,16 +252,23 @@ def propose(ctx: Context, client, *, action: str, target: str, team: str | None,
             _tell(client, channel, user, f":hourglass_flowing_sand: <@{claim.busy['editor']}> is preparing a pull "
                                          f"request for `{target}` right now; try again in a minute.")
         return
+    if claim.taken is not None:
+        return _tell(client, channel, user, f":information_source: <@{claim.taken['requester']}> proposed `{target}` a "
+                                            f"moment earlier (pull request #{claim.taken['pr_number']}), so yours was "
+                                            f"not applied. Use `/pipeline edit {target}` to change it.")
     row = claim.row
-    if claim.reused:
-        _update(client, row)
-        _post(client, row["channel"], None, {"text": f"<@{user}> submitted a change; updating pull request "
-                                                     f"#{row['pr_number']}…"}, thread_ts=row["ts"])
-    else:
-        where, ts = _post(client, channel, user, request_message(pipeline_requests.request_card(row)))
-        if ts:
-            pipeline_requests.attach_message(ctx, row["id"], where, ts, _permalink(client, where, ts))
-    _update(client, pipeline_prs.propose(ctx, row["id"]))
+    try:
+        if claim.reused:  # an open PR, or one a killed worker was preparing: its message, not a second one
+            _update(client, row)
+            if row["pr_number"]:
+                _post(client, row["channel"], None, {"text": f"<@{user}> submitted a change; updating pull request "
+                                                             f"#{row['pr_number']}…"}, thread_ts=row["ts"])
+        else:
+            where, ts = _post(client, channel, user, request_message(pipeline_requests.request_card(row)))
+            if ts:
+                pipeline_requests.attach_message(ctx, row["id"], where, ts, _permalink(client, where, ts))
+    finally:  # the claim is ours: settle it even if Slack failed in an unexpected way
+        _update(client, pipeline_prs.propose(ctx, row["id"]))
 
 
 def _post(client, channel: str | None, user: str | None, payload: dict, thread_ts: str | None = None):

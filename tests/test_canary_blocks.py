@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from blocks.canary import (ago, ended_message, gone_message, list_message, outcome_note, reminder_message,
-                           status_message)
+from blocks.canary import (REFRESH, ago, ended_message, gone_message, list_message, outcome_note,
+                           reminder_message, status_message)
 from bot.canary_model import Canary, CanaryRef, Outcome
 from bot.canary_traffic import CanaryTraffic, VersionStats
 from tests.fakes.slack import validate_message_blocks
@@ -59,10 +59,12 @@ def test_argo_aborted_card_offers_retry():
     check("canary_status_argo_aborted", status_message(argo_aborted(), None, NOW))
 
 
-def test_card_while_working_has_no_buttons():
+def test_card_while_working_offers_only_refresh():
     payload = status_message(istio(), None, NOW, note=":hourglass_flowing_sand: waiting for the stable rollout: "
                                                        "1/3 updated, 1 available (9m41s left)", working=True)
-    assert not [b for b in payload["blocks"] if b["type"] == "actions"]
+    # No Next step / Promote / Abort mid-operation; Refresh stays, for a card whose worker was killed.
+    [row] = [b for b in payload["blocks"] if b["type"] == "actions"]
+    assert [e["action_id"] for e in row["elements"]] == [REFRESH]
     check("canary_working", payload)
 
 

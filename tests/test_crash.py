@@ -19,10 +19,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 import bot.store
-from blocks.canary import PROMOTE
+from blocks.canary import PROMOTE, REFRESH
 from blocks.pipeline import RETRY_ACTION, SUBMIT_CALLBACK
 from blocks.service import ACTION_APPROVE, ACTION_REQUEST, ACTION_RESUME
 from bot import lifecycle
@@ -273,11 +271,15 @@ def test_canary_promote_killed_while_waiting_for_the_stable_rollout_is_promoted_
 
     second = bot_process(config, db)
     assert db_rows(db, "SELECT * FROM locks") == []
-    # The old card still says "Working" and has no buttons; a fresh card is one command away.
-    fresh = post_card(second, slack_fake)
-    press(second, "C0PAY", fresh["ts"], PROMOTE, PAY_DEV)
-    done = wait_until(lambda: (m := slack_fake.message("C0PAY", fresh["ts"])) and "Promoted" in json.dumps(m["blocks"])
-                      and "Working" not in json.dumps(m["blocks"]) and m, "the fresh card to show the promotion")
+    # The old card still says "Working" (nothing will finish it) but kept Refresh, which brings the live
+    # state and the other buttons back.
+    stuck = slack_fake.message("C0PAY", card["ts"])
+    assert "Working" in json.dumps(stuck["blocks"]) and button_on(stuck, PROMOTE) is None
+    press(second, "C0PAY", card["ts"], REFRESH, PAY_DEV)
+    wait_until(lambda: button_on(slack_fake.message("C0PAY", card["ts"]), PROMOTE), "Refresh to bring Promote back")
+    press(second, "C0PAY", card["ts"], PROMOTE, PAY_DEV)
+    done = wait_until(lambda: (m := slack_fake.message("C0PAY", card["ts"])) and "Promoted" in json.dumps(m["blocks"])
+                      and "Working" not in json.dumps(m["blocks"]) and m, "the card to show the promotion")
     text = json.dumps(done["blocks"], ensure_ascii=False)
     assert "already done: stable already runs it" in text and button_on(done, PROMOTE) is None
 
@@ -349,19 +351,15 @@ def test_pipeline_create_killed_while_github_opens_the_pull_request_ends_with_on
     [message] = request_messages(slack_fake)  # nothing lost: the request and its message are there
 
     second = bot_process(config, db)
-    # Finish it as a user would: Try again on the message if it offers it (after the scheduled PR
-    # poll had its chance to notice the interrupted request), else submit the form again.
-    run_job(second, "pr-poll")
+    # The message says "preparing…" with no button, and nothing runs the request any more (the new
+    # writer dropped the dead one's lock): the scheduled PR poll (run now as DevOps would) gives the
+    # message Try again, and the user presses it.
+    assert "1 interrupted by a restart" in run_job(second, "pr-poll")
     wait_until(lambda: outbox_drained(db), "the outbox to drain")
-    if button_on(slack_fake.message("C0PAY", message["ts"]), RETRY_ACTION):
-        press(second, "C0PAY", message["ts"], RETRY_ACTION, PAY_DEV)
-    else:
-        open_form(second, slack_fake)
-        ack = second.sender.view_submission(SUBMIT_CALLBACK, values=state_values(FORM), user_id=PAY_DEV)
-        if "already exists as a pending pull request" in ack.text:
-            pytest.xfail("known bug (reported, pipelines): a create interrupted by a crash stays `proposing` "
-                         "forever: its message has no Try again, and resubmitting is refused as a pending PR")
-        assert ack.text == "", ack.text
+    interrupted = slack_fake.message("C0PAY", message["ts"])
+    assert "deckhand restarted while opening the pull request" in json.dumps(interrupted["blocks"])
+    assert db_rows(db, "SELECT state FROM pipeline_requests")[0]["state"] == "failed"
+    press(second, "C0PAY", message["ts"], RETRY_ACTION, PAY_DEV)
     done = wait_until(lambda: (m := slack_fake.message("C0PAY", message["ts"])) and "is open for review" in m["text"]
                       and m, "the original message to show the open pull request", deadline=30)
 

@@ -67,7 +67,9 @@ def test_a_no_op_edit_opens_nothing_and_says_so(pbot):
     assert "Nothing changed" in json.dumps(body["view"]["blocks"])
     assert len(pbot.github.writes()) == writes and pbot.github.pulls(REPO) == []
     assert not pbot.slack.calls_to("chat.postMessage")
-    assert pbot.ctx.store.audit_log("payments-api")[0]["result"] == "no change"
+    # Audited right after the ack, on the submission's own thread.
+    [entry] = pbot.slack.wait_for(lambda: pbot.ctx.store.audit_log("payments-api"))
+    assert entry["action"] == "pipeline.edit" and entry["result"] == "no change"
 
 
 def test_changing_the_strategy_removes_the_files_it_no_longer_needs(pbot):
