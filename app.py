@@ -58,7 +58,7 @@ class DeckhandApp(App):
         return response
 
 
-def build_bolt(ctx: Context, workers: int = 32) -> App:
+def build_bolt(ctx: Context, workers: int = 8) -> App:
     """The Bolt app: signature verification on; acks never wait behind slow work (commands/pool.py)."""
     executor = ListenerPool(workers)
     ctx.extras["listener_executor"] = executor

@@ -11,6 +11,8 @@ Middleware here, once, for every request:
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from slack_bolt import BoltResponse
 
@@ -51,13 +53,52 @@ def dedupe_key(body: dict) -> str | None:
     return None
 
 
+class SeenKeys:
+    """Delivery keys seen recently, in memory, so the ack path needs no SQLite write.
+
+    Slack retries within about a minute (https://api.slack.com/apis/events-api#retries), so memory
+    decides almost always; keys are also written to SQLite off the ack path, and a retry that memory
+    has not seen (e.g. after a restart) is checked there.
+    """
+
+    TTL = 900.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = now
+            if len(self._seen) > 10000:
+                self._seen = {k: t for k, t in self._seen.items() if now - t < self.TTL}
+            return True
+
+
 def register_all(app, ctx: Context) -> None:
+    seen = SeenKeys()
+
+    def first_delivery(key: str, retry: str | None) -> bool:
+        if not seen.first(key):
+            return False
+        if retry is not None:
+            return ctx.store.once(key)  # memory may have been lost with a restart: ask the database
+        executor = ctx.extras.get("listener_executor")
+        if executor is not None:
+            executor.submit(ctx.store.once, key)
+        else:
+            ctx.store.once(key)
+        return True
+
     @app.middleware
     def drop_slack_retries(req, resp, next):  # noqa: A002 - Bolt's name
         body = req.body or {}
         key = dedupe_key(body)
         retry = (req.headers.get("x-slack-retry-num") or [None])[0]
-        if key and not ctx.store.once(key):
+        if key and not first_delivery(key, retry):
             kind, name = request_name(body)
             ctx.metrics.requests.labels(kind=kind, name=name, outcome="duplicate").inc()
             log.info("dropped duplicate delivery %s (retry %s)", key, retry)
