@@ -1,1 +1,1 @@
-"""deckhand benchmarks: `python bench/run.py` (see docs/bench.md)."""
+"""deckhand benchmarks: `python bench/run.py` (see README.md (Benchmarks))."""

@@ -6,7 +6,7 @@
     python bench/run.py --list
 
 Every module in bench/ that registers a function with @benchmark("name") is a benchmark (see
-docs/bench.md); helper modules register nothing. A benchmark that crashes becomes a MISS row with
+README.md (Benchmarks)); helper modules register nothing. A benchmark that crashes becomes a MISS row with
 the error, and the others still run. Exit status: 1 if a benchmark crashed (or, with --strict,
 missed a target), else 0: a missed target is a finding the table reports, not a failed run.
 """

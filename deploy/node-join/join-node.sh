@@ -14,7 +14,7 @@
 # Run it as root from cloud-init (runcmd) or a PXE post-install hook. Everything is configured
 # through the environment or an env file of KEY=value lines (JOIN_ENV_FILE, default
 # /etc/deckhand/join-node.env; variables already set in the environment win). See
-# join-node.env.example and cluster-map.example next to this script, and docs/nodes.md.
+# join-node.env.example and cluster-map.example next to this script, and README.md (Node-join failures).
 #
 # Reports are signed exactly as deckhand verifies them:
 #   X-Deckhand-Timestamp: <unix seconds>
