@@ -135,13 +135,15 @@ def test_check_with_bad_config_names_the_field(tmp_path, kube_fake, slack_fake):
 
 
 def wait_http(url, deadline=20.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
+    from tests.processes import wait_until
+
+    def answer():
         try:
             return requests.get(url, timeout=1)
         except requests.ConnectionError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} never answered")
+            return None
+
+    return wait_until(answer, f"{url} to answer", deadline=deadline)
 
 
 def test_served_process_handles_ops_help_and_stops_cleanly_on_sigterm(tmp_path, kube_fake, slack_fake):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import requests
@@ -36,13 +35,9 @@ def ready(url):
 
 
 def poll(predicate, deadline=20.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached before the deadline")
+    from tests.processes import wait_until
+
+    return wait_until(predicate, "the leader election to settle", deadline=deadline)
 
 
 def test_standby_takes_over_when_the_leader_dies(tmp_path, kube_fake, slack_fake):
