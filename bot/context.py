@@ -93,6 +93,10 @@ def build_context(
     traffic = Traffic(settings.clusters, timeout=backend_timeout)
     traffic.on_error = lambda cluster, reason: metrics.backend_errors.labels(
         backend="prometheus", kind=reason.split(":")[0][:40]).inc()
+    from bot import gitops as gitops_module
+
+    gitops_module.on_error = lambda status: metrics.backend_errors.labels(
+        backend="github", kind=str(status or "unreachable")).inc()
     gitops = (GitOps(settings.github, secrets.github_token, timeout=backend_timeout + 5,
                      seconds_between_writes=github_write_pacing) if settings.github else None)
     return Context(

@@ -39,7 +39,13 @@ def _explain(status: int, detail: str) -> str:
     return f"{hint} ({status}{': ' + detail if detail else ''})" if status else hint
 
 
+# Set by bot.context.build_context to count failures in /metrics (backend="github", kind=<status>).
+on_error = None
+
+
 def github_error(action: str, exc: Exception) -> GitOpsError:
+    if on_error is not None:
+        on_error(exc.status if isinstance(exc, GithubException) else 0)
     if isinstance(exc, GithubException):
         data = exc.data if isinstance(exc.data, dict) else {}
         detail = str(data.get("message") or "")

@@ -135,6 +135,8 @@ class Outbox:
         except SlackApiError as exc:
             error = str(exc.response.get("error", "")) if exc.response is not None else "unknown"
             status = exc.response.status_code if exc.response is not None else 0
+            if self.metrics:
+                self.metrics.backend_errors.labels(backend="slack", kind=error or f"http_{status}").inc()
             if status == 429 or error == "ratelimited":
                 retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
                 self._last_sent[channel] = time.monotonic() + retry_after - self.min_interval
@@ -145,6 +147,8 @@ class Outbox:
                 self._retry(row, min(300, 2 ** row["attempts"]), error or f"HTTP {status}")
             return False
         except Exception as exc:  # connection errors, timeouts: Slack will be back
+            if self.metrics:
+                self.metrics.backend_errors.labels(backend="slack", kind=type(exc).__name__).inc()
             self._retry(row, min(300, 2 ** row["attempts"]), type(exc).__name__)
             return False
         ts = response.get("ts") or payload.get("ts") or ""
@@ -172,8 +176,6 @@ class Outbox:
 
     def _give_up(self, row: dict, error: str) -> None:
         log.error("slack %s to %s failed for good: %s (outbox id %s)", row["method"], row["channel"], error, row["id"])
-        if self.metrics:
-            self.metrics.backend_errors.labels(backend="slack", kind=error or "unknown").inc()
         with self.store.tx() as db:
             db.execute("UPDATE outbox SET state = 'failed', error = ?, attempts = attempts + 1 WHERE id = ?",
                        [error, row["id"]])

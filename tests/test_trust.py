@@ -81,3 +81,18 @@ def test_redactor_catches_token_shapes_even_when_unconfigured():
     redactor = Redactor([])
     text = redactor.scrub("xoxb-1234-5678-abcdefgh and ghp_abcdefghijklmnopqrstuvwxyz0123 and Bearer abcdefghijklmnop1234")
     assert "xoxb-1234" not in text and "ghp_abc" not in text and "abcdefghijklmnop1234" not in text
+
+
+def test_backend_failures_are_counted_by_kind_in_metrics(bot):
+    import requests
+
+    bot.slack.fail("chat.postMessage", error="channel_not_found")
+    bot.ctx.outbox.post("C0ALERTS", text="x")
+    bot.flush()
+    from bot.gitops import GitOpsError, github_error
+    from github import GithubException
+
+    assert isinstance(github_error("open the pull request", GithubException(502, {"message": "bad gateway"})), GitOpsError)
+    metrics = requests.get(bot.url + "/metrics").text
+    assert 'deckhand_backend_errors_total{backend="slack",kind="channel_not_found"} 1.0' in metrics
+    assert 'deckhand_backend_errors_total{backend="github",kind="502"} 1.0' in metrics
