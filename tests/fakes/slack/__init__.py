@@ -1,0 +1,51 @@
+"""Slack fakes for tests.
+
+`SlackFake` is a real HTTP server on a free loopback port that speaks the Slack Web API wire format
+(form-encoded or JSON bodies, `Authorization: Bearer` tokens, `{"ok": ...}` answers with Slack's real
+field names and error codes, 429 + `Retry-After`), keeps the state the bot cares about (messages with
+threads and edits, ephemerals, views, response_url posts), records every call and can inject failures.
+Point the bot at it with `SLACK_API_URL=fake.api_url` (WebClient `base_url`); `.../api/`, `.../api`
+and the bare root all work.
+
+`SlackSender` (alias `SlackSigner`) plays Slack towards the app: it POSTs slash commands,
+block_actions, view_submission / view_closed and Events API envelopes to the app's real
+`/slack/events` endpoint, signed exactly as Slack signs them (`v0=HMAC-SHA256(secret,
+"v0:{timestamp}:{body}")` in `X-Slack-Signature`, `X-Slack-Request-Timestamp`).
+
+Fixture: `slack_fake` (function scope, started and stopped around the test).
+"""
+from __future__ import annotations
+
+import pytest
+
+from .common import (APP_ID, BOT_ID, BOT_USER_ID, BOT_USER_NAME, JSON_FIELDS, SESSION_METHODS, TEAM_DOMAIN,
+                     TEAM_ID, TEAM_NAME, VERIFICATION_TOKEN, WORKSPACE_URL, Call, Json)
+from .limits import (KNOWN_BLOCK_TYPES, MAX_ACTION_ID, MAX_ACTIONS_ELEMENTS, MAX_BLOCK_ID, MAX_BUTTON_TEXT,
+                     MAX_BUTTON_VALUE, MAX_CALLBACK_ID, MAX_CONTEXT_ELEMENTS, MAX_HEADER_TEXT, MAX_LABEL,
+                     MAX_MESSAGE_BLOCKS, MAX_OPTION_TEXT, MAX_OPTION_VALUE, MAX_OPTIONS, MAX_PRIVATE_METADATA,
+                     MAX_SECTION_FIELD_TEXT, MAX_SECTION_FIELDS, MAX_SECTION_TEXT, MAX_TEXT, MAX_URL,
+                     MAX_VIEW_BLOCKS, MAX_VIEW_BUTTON_TEXT, MAX_VIEW_TITLE, validate_message_blocks, validate_view)
+from .sender import SlackSender, SlackSigner, normalize_state_values, slack_signature
+from .server import SlackFake
+
+__all__ = [
+    "APP_ID", "BOT_ID", "BOT_USER_ID", "BOT_USER_NAME", "JSON_FIELDS", "KNOWN_BLOCK_TYPES", "SESSION_METHODS",
+    "TEAM_DOMAIN", "TEAM_ID", "TEAM_NAME", "VERIFICATION_TOKEN", "WORKSPACE_URL",
+    "MAX_ACTION_ID", "MAX_ACTIONS_ELEMENTS", "MAX_BLOCK_ID", "MAX_BUTTON_TEXT", "MAX_BUTTON_VALUE",
+    "MAX_CALLBACK_ID", "MAX_CONTEXT_ELEMENTS", "MAX_HEADER_TEXT", "MAX_LABEL", "MAX_MESSAGE_BLOCKS",
+    "MAX_OPTION_TEXT", "MAX_OPTION_VALUE", "MAX_OPTIONS", "MAX_PRIVATE_METADATA", "MAX_SECTION_FIELD_TEXT",
+    "MAX_SECTION_FIELDS", "MAX_SECTION_TEXT", "MAX_TEXT", "MAX_URL", "MAX_VIEW_BLOCKS", "MAX_VIEW_BUTTON_TEXT",
+    "MAX_VIEW_TITLE",
+    "Call", "Json", "SlackFake", "SlackSender", "SlackSigner", "normalize_state_values", "slack_signature",
+    "slack_fake", "validate_message_blocks", "validate_view",
+]
+
+
+@pytest.fixture
+def slack_fake():
+    """A started SlackFake, stopped after the test."""
+    fake = SlackFake().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
