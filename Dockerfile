@@ -36,6 +36,7 @@ COPY app.py ./
 COPY bot/ bot/
 COPY blocks/ blocks/
 COPY commands/ commands/
+COPY console/ console/
 COPY jobs/ jobs/
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

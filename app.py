@@ -21,11 +21,11 @@ from slack_bolt.adapter.flask import SlackRequestHandler
 import commands
 from commands.pool import ListenerPool, urgent
 import jobs
-from bot.config import ConfigError, Secrets, load_settings
-from bot.context import Context, build_context
-from bot.health import probes
-from bot.logs import setup_logging
-from bot.web import create_web
+from bot.foundation.config import ConfigError, Secrets, load_settings
+from bot.foundation.context import Context, build_context
+from bot.foundation.health import probes
+from bot.foundation.logs import setup_logging
+from bot.foundation.web import create_web
 
 log = logging.getLogger("deckhand")
 MANIFESTS = "deploy/slack/manifest.yaml (Socket Mode) or deploy/slack/manifest-http.yaml (HTTP)"
@@ -58,8 +58,18 @@ class DeckhandApp(App):
         return response
 
 
+def wire_features(ctx: Context) -> None:
+    """Connections between features that must not import each other: service deletion owns the
+    `deckhand/delete/*` pull requests that the GitHub webhook and the pr-poll job (bot/pipelines) see."""
+    from bot.deletion import lifecycle
+
+    ctx.pull_request_handlers[lifecycle.BRANCH_PREFIX] = ("service deletion", lifecycle.on_pull_request_closed)
+
+
 def build_bolt(ctx: Context, workers: int = 8) -> App:
-    """The Bolt app: signature verification on; acks never wait behind slow work (commands/pool.py)."""
+    """The Bolt app: signature verification on; acks never wait behind slow work (commands/pool.py).
+    Every way of running deckhand builds it, so the features are wired here too."""
+    wire_features(ctx)
     executor = ListenerPool(workers)
     ctx.extras["listener_executor"] = executor
     bolt = DeckhandApp(
@@ -95,7 +105,8 @@ def warm_authorization(bolt: App, ctx: Context) -> None:
 
 
 def hooks(ctx: Context) -> dict:
-    from bot import nodes, pipelines
+    from bot import pipelines
+    from bot.nodes import reports as nodes
 
     return {"node-join": lambda body, headers: nodes.handle_report(ctx, body, headers),
             "github": lambda body, headers: pipelines.handle_github_webhook(ctx, body, headers)}
@@ -157,7 +168,7 @@ def serve(ctx: Context) -> int:
     else:
         log.info("serving Slack events on http://%s:%s/slack/events", host, port)
 
-    from bot.leader import start_leader_election
+    from bot.foundation.leader import start_leader_election
 
     elector = start_leader_election(ctx)
     scheduler = start_background(ctx)
@@ -230,10 +241,10 @@ def main(argv: list[str]) -> int:
             log.warning("Slack credentials missing (%s); starting the terminal console instead. "
                         "To connect to Slack, create the app from %s and set them.",
                         ", ".join(missing_slack(secrets)), MANIFESTS)
-        from commands.console import run_console
+        from console import run_console
 
         jobs.attach(ctx)  # `/ops run` and `/ops jobs` work in the console; nothing is scheduled there
-        return run_console(ctx)
+        return run_console(ctx, build_bolt=build_bolt, shutdown=shutdown)
     return serve(ctx)
 
 

@@ -24,7 +24,7 @@ PROFILE_LINES = 40
 def warm(ctx, cluster: str, at: datetime | None = None) -> None:
     """Load the kubeconfig and open the HTTP connections a long-running bot already has, so the
     timed call measures the feature, not the first TLS-less handshake and client construction."""
-    from bot import kube
+    from bot.foundation import kube
 
     ctx.kube.list(cluster, kube.NAMESPACES)
     if at is not None:
@@ -132,7 +132,7 @@ def seed_nodes(kube, now: datetime, count: int, failing: int, csr_pending: int, 
     """`count` Nodes, the first `failing` NotReady for `down_for`; pending kubelet-serving CSRs for
     the first `csr_pending` failing nodes (older than csr_pending_after), approved ones for
     `approved_csrs` healthy nodes (history every cluster has). Returns what the scan should find."""
-    from tests.nodes_support import csr, node, not_ready
+    from tests.nodes.nodes_support import csr, node, not_ready
 
     names = [f"worker-{i:04d}" for i in range(count)]
     objs = [not_ready(n, now, down_for=down_for) if i < failing else node(n, now) for i, n in enumerate(names)]

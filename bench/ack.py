@@ -57,8 +57,8 @@ class _Recorder:
 def registered_listeners(config_path: str, workdir: Path, slack_api_url: str) -> dict[str, list[str]]:
     """{"actions": [action_id...], "views": [callback_id...]} registered with plain string ids."""
     import commands
-    from bot.config import Secrets, load_settings
-    from bot.context import build_context
+    from bot.foundation.config import Secrets, load_settings
+    from bot.foundation.context import build_context
 
     secrets = Secrets(slack_bot_token="xoxb-bench", slack_signing_secret=SIGNING_SECRET, slack_app_token=None,
                       slack_api_url=slack_api_url, github_token=None, hook_secret=None, github_webhook_secret=None)

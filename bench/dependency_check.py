@@ -30,8 +30,8 @@ CHECKED = 3  # fleet index of the checked service: busy in istio_traffic (i % 10
 
 @benchmark("dependency-check", order=40)
 def dependency_check(opts: Options) -> list[Result]:
-    from bot.dependencies import check
-    from bot.services import find_service
+    from bot.deletion.dependencies import check
+    from bot.foundation.services import find_service
 
     scaling = Scaling("dependency check", opts.sizes)
     problems: dict[int, list[str]] = {}

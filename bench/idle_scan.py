@@ -22,7 +22,7 @@ BUSY_RATIO = 0.6
 
 @benchmark("idle-scan", order=30)
 def idle_scan(opts: Options) -> list[Result]:
-    from bot.idle import scan_cluster, scan_cluster_naive
+    from bot.idle.scan import scan_cluster, scan_cluster_naive
 
     batched = Scaling("idle scan", opts.sizes)
     naive = Scaling("idle scan, naive (1 query per service)", opts.sizes)

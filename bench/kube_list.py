@@ -15,8 +15,8 @@ KINDS = ("SERVICES", "DEPLOYMENTS", "ENDPOINTS")
 
 @benchmark("kube-list", order=20)
 def kube_list(opts: Options) -> list[Result]:
-    from bot import kube
-    from bot.config import Cluster
+    from bot.foundation import kube
+    from bot.foundation.config import Cluster
 
     scaling = Scaling("fleet listing (Services+Deployments+Endpoints)", opts.sizes)
     with Backends(opts.workdir) as backends:

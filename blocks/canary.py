@@ -1,6 +1,6 @@
 """Block Kit for /canary: the fleet list, one canary's card with its buttons, reminders.
 
-Pure: canaries, traffic and outcomes come in as data (bot/canary_model.py, bot/canary_traffic.py
+Pure: canaries, traffic and outcomes come in as data (bot/canary/model.py, bot/canary/traffic.py
 shapes), dicts go out. A card's buttons carry where the canary lives and, for Next step, what the
 clicker saw, so a click on an out-of-date card changes nothing.
 """

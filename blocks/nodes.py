@@ -1,6 +1,6 @@
 """Block Kit for node-join alerts: one incident, a grouped message per cluster, resolution replies.
 
-Views are plain dicts built by bot/alerts.py (`_view`, `_render_group`). Button values name what a
+Views are plain dicts built by bot/nodes/alerts.py (`_view`, `_render_group`). Button values name what a
 button acts on ("<incident id>" or "group:<incident id>"); commands/nodes.py handles the clicks.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ import time
 from slack_bolt import BoltResponse
 
 from blocks.common import error_text
-from bot.context import Context, new_error_id
+from bot.foundation.context import Context, new_error_id
 from commands import canary, home, idle, nodes, ops, pipeline, service
 from commands.kit import UsageError, UserFacingError, channel_of, usage_text, user_of
 

@@ -15,11 +15,11 @@ from slack_sdk.errors import SlackApiError
 from blocks.canary import (ABORT, PROMOTE, REFRESH, STEP, gone_message, list_message, outcome_note,
                            status_message)
 from bot import canary as canaries
-from bot import canary_reminders
-from bot.canary_model import CanaryRef
-from bot.canary_traffic import canary_traffic
-from bot.context import Context
-from bot.kube import KubeError
+from bot.canary import reminders as canary_reminders
+from bot.canary.model import CanaryRef
+from bot.canary.traffic import canary_traffic
+from bot.foundation.context import Context
+from bot.foundation.kube import KubeError
 from commands.kit import action_value, channel_of, deny, fail, message_ts_of, safe_respond, usage_text, user_of, words
 
 COMMAND = "/canary"

@@ -10,10 +10,12 @@ import logging
 import threading
 
 from blocks.home import home_view
-from bot import alerts, canary, pipeline_requests
-from bot.canary_traffic import canary_traffic
-from bot.context import Context
-from bot.deletion_requests import DeletionRequest
+from bot import canary
+from bot.nodes import alerts
+from bot.pipelines import requests as pipeline_requests
+from bot.canary.traffic import canary_traffic
+from bot.foundation.context import Context
+from bot.deletion.requests import DeletionRequest
 from commands.kit import user_of
 
 log = logging.getLogger("deckhand.home")

@@ -10,10 +10,10 @@ from slack_sdk.errors import SlackApiError
 
 from blocks.idle import (KEEP, KEEP_REASON_BLOCK, KEEP_VIEW, KEPT_LIST, REQUEST_DELETION, SNOOZE, UNKEEP,
                          digest_message, keep_modal, kept_list_modal, span)
-from bot import idle_store
-from bot.context import Context
-from bot.idle_store import CLEARED, DELETION_REQUESTED, KEPT, OPEN, SNOOZED
-from bot.store import iso
+from bot.idle import store as idle_store
+from bot.foundation.context import Context
+from bot.idle.store import CLEARED, DELETION_REQUESTED, KEPT, OPEN, SNOOZED
+from bot.foundation.store import iso
 from commands.kit import action_value, channel_of, deny, message_ts_of, user_of
 
 log = logging.getLogger("deckhand.commands.idle")

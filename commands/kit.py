@@ -6,8 +6,8 @@ import shlex
 from typing import Any, Callable
 
 from blocks.common import error_text, escape
-from bot.access import Decision
-from bot.context import Context, new_error_id
+from bot.foundation.access import Decision
+from bot.foundation.context import Context, new_error_id
 
 log = logging.getLogger("deckhand.commands")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 
 from blocks import nodes as node_blocks
-from bot import alerts
-from bot.config import parse_duration
-from bot.context import Context
+from bot.nodes import alerts
+from bot.foundation.config import parse_duration
+from bot.foundation.context import Context
 from commands.kit import action_value, deny, safe_respond, user_of
 
 SILENCE_ACTION = re.compile(rf"^{node_blocks.SILENCE}_(node|cluster)_(4h|24h)$")

@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from blocks.ops import audit_message, help_message, jobs_message, savings_message
-from bot.config import parse_duration
-from bot.context import Context
+from bot.foundation.config import parse_duration
+from bot.foundation.context import Context
 from commands.kit import deny, usage_text, user_of, words
 
 COMMAND = "/ops"

@@ -17,12 +17,13 @@ from blocks.pipeline import (
     pipeline_modal,
     request_message,
 )
-from bot import pipeline_prs, pipeline_requests, pipelines
-from bot.context import Context
-from bot.gitops import GitOpsError
-from bot.pipeline_catalog import catalog, find_pipeline, read_pointer, read_spec_at, scan
-from bot.pipeline_form import DEFAULT_FORM, FIELDS, form_from_spec, name_problem, tag_policy
-from bot.pipeline_spec import PipelineSpec, SpecError
+from bot import pipelines
+from bot.pipelines import prs as pipeline_prs, requests as pipeline_requests
+from bot.foundation.context import Context
+from bot.foundation.gitops import GitOpsError
+from bot.pipelines.catalog import catalog, find_pipeline, read_pointer, read_spec_at, scan
+from bot.pipelines.form import DEFAULT_FORM, FIELDS, form_from_spec, name_problem, tag_policy
+from bot.pipelines.spec import PipelineSpec, SpecError
 from commands.kit import action_value, channel_of, deny, fail, safe_respond, usage_text, user_of, words
 
 COMMAND = "/pipeline"

@@ -4,7 +4,7 @@
     /service delete <service> [cluster]   the report with Request deletion when nothing blocks
 
 `<service>` may be `namespace/service` when one cluster has it in several namespaces. The core
-(bot/dependencies.py, bot/lifecycle.py) does the work; this module turns clicks into calls.
+(bot/deletion/dependencies.py, bot/deletion/lifecycle.py) does the work; this module turns clicks into calls.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from slack_sdk.webhook import WebhookClient
 from blocks.service import (ACTION_APPROVE, ACTION_OVERRIDE, ACTION_REJECT, ACTION_REQUEST, ACTION_RESUME,
                             REASON_BLOCK, VIEW_OVERRIDE, loading_text, override_modal, report_message,
                             request_message, requested_text)
-from bot import lifecycle
-from bot.context import Context
-from bot.dependencies import DependencyReport, ServiceMissing, check
-from bot.kube import KubeError
-from bot.services import describe_lookup_failure, find_service
+from bot.deletion import lifecycle
+from bot.foundation.context import Context
+from bot.deletion.dependencies import DependencyReport, ServiceMissing, check
+from bot.foundation.kube import KubeError
+from bot.foundation.services import describe_lookup_failure, find_service
 from commands.kit import action_value, deny, fail, safe_respond, usage_text, user_of, words
 
 log = logging.getLogger("deckhand.commands.service")

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from bot.context import Context, new_error_id
+from bot.foundation.context import Context, new_error_id
 from jobs import audit_feed, canary_reminders, deletion_expiry, idle_scan, node_scan, pr_poll
 
 log = logging.getLogger("deckhand.jobs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from apscheduler.triggers.interval import IntervalTrigger
 
 from blocks.audit import audit_feed_message
-from bot.context import Context
+from bot.foundation.context import Context
 
 NAME = "audit-feed"
 BATCH = 25

@@ -11,9 +11,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from blocks.canary import ended_message, reminder_message
 from bot import canary as canaries
-from bot import canary_reminders as reminders
-from bot.canary_traffic import canary_traffic
-from bot.context import Context
+from bot.canary import reminders
+from bot.canary.traffic import canary_traffic
+from bot.foundation.context import Context
 
 NAME = "canary-reminders"
 

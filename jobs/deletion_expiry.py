@@ -4,8 +4,8 @@ from __future__ import annotations
 from apscheduler.triggers.interval import IntervalTrigger
 
 from blocks.service import request_message
-from bot import lifecycle
-from bot.context import Context
+from bot.deletion import lifecycle
+from bot.foundation.context import Context
 
 NAME = "deletion-expiry"
 

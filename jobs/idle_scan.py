@@ -13,10 +13,10 @@ from collections import defaultdict
 from apscheduler.triggers.cron import CronTrigger
 
 from blocks.idle import PARENT_SERVICES, THREAD_SERVICES, digest_message, outage_alert
-from bot import idle_store
-from bot.context import Context
-from bot.idle import IDLE, NO_ENDPOINTS, ClusterScan, ScannedService, scan_cluster
-from bot.kube import KubeError
+from bot.idle import store as idle_store
+from bot.foundation.context import Context
+from bot.idle.scan import IDLE, NO_ENDPOINTS, ClusterScan, ScannedService, scan_cluster
+from bot.foundation.kube import KubeError
 
 NAME = "idle-scan"
 log = logging.getLogger("deckhand.jobs.idle")

@@ -1,11 +1,12 @@
-"""Node-join scan: NotReady, never-joined and pending-CSR nodes, per cluster (bot/nodes_scan.py)."""
+"""Node-join scan: NotReady, never-joined and pending-CSR nodes, per cluster (bot/nodes/scan.py)."""
 from __future__ import annotations
 
 from apscheduler.triggers.interval import IntervalTrigger
 
 from blocks import nodes as node_blocks
-from bot import alerts, nodes_scan
-from bot.context import Context
+from bot.nodes import alerts
+from bot.nodes import scan as nodes_scan
+from bot.foundation.context import Context
 
 NAME = "node-scan"
 

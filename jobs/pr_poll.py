@@ -8,7 +8,7 @@ from __future__ import annotations
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import pipelines
-from bot.context import Context
+from bot.foundation.context import Context
 
 NAME = "pr-poll"
 

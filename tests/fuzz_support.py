@@ -21,8 +21,8 @@ import requests
 import yaml
 from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
-from bot.nodes import sign as sign_report
-from bot.pipeline_form import parse_env
+from bot.nodes.reports import sign as sign_report
+from bot.pipelines.form import parse_env
 from tests.harness import DEVOPS, HOOK_SECRET, OUTSIDER, PAY_DEV, WEBHOOK_SECRET
 from tests.test_zz_permissions import classify, rbac_rules
 

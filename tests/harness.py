@@ -139,8 +139,8 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
 
     import app as app_module
     import jobs
-    from bot.config import Secrets, parse_settings
-    from bot.context import build_context
+    from bot.foundation.config import Secrets, parse_settings
+    from bot.foundation.context import build_context
 
     kubeconfig = write_kubeconfig(str(tmp_path / "kubeconfig"), kube_fakes)
     prometheus = prometheus or {}

@@ -1,6 +1,6 @@
 """Access: devops by user or group, team ownership, four-eyes, deny on unknown membership."""
-from bot.access import Access
-from bot.config import parse_settings
+from bot.foundation.access import Access
+from bot.foundation.config import parse_settings
 from tests.harness import base_config
 
 

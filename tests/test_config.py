@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from bot.config import ConfigError, load_settings, parse_duration, parse_settings
+from bot.foundation.config import ConfigError, load_settings, parse_duration, parse_settings
 
 EXAMPLE = "deploy/deckhand.example.yaml"
 
@@ -85,7 +85,7 @@ def test_bad_durations(text):
 
 
 def test_secrets_never_in_repr():
-    from bot.config import Secrets
+    from bot.foundation.config import Secrets
 
     secrets = Secrets.from_env({"SLACK_BOT_TOKEN": "xoxb-secret-value", "GITHUB_TOKEN": "ghp_abc"})
     assert "xoxb-secret-value" not in repr(secrets) and "ghp_abc" not in repr(secrets)

@@ -272,9 +272,10 @@ class Recorder:
 
 @pytest.fixture
 def console_for(tmp_path, kube_fake):
-    from bot.config import Secrets, parse_settings
-    from bot.context import build_context
-    from commands.console import Console
+    from bot.foundation.config import Secrets, parse_settings
+    from bot.foundation.context import build_context
+    from app import shutdown
+    from console import Console
 
     started = []
 
@@ -285,7 +286,8 @@ def console_for(tmp_path, kube_fake):
         ctx = build_context(parse_settings(cfg), Secrets.from_env({}), str(tmp_path / f"c{len(started)}.db"))
         holder: dict = {}
         recorder = Recorder(lambda: holder["console"].signing_secret, answers)
-        console = Console(ctx, stdin=io.StringIO(script), stdout=io.StringIO(), dispatch=recorder, settle_timeout=5)
+        console = Console(ctx, stdin=io.StringIO(script), stdout=io.StringIO(), dispatch=recorder, settle_timeout=5,
+                          shutdown=shutdown)
         holder["console"] = console
         console.start()
         started.append(console)
@@ -301,7 +303,7 @@ def output(console) -> str:
 
 
 def test_renderer_turns_block_kit_into_readable_text():
-    from commands.console_render import mrkdwn, render_message
+    from console.render import mrkdwn, render_message
 
     numbers = iter(range(1, 100))
     blocks = [

@@ -19,23 +19,23 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import bot.store
+import bot.foundation.store
 from blocks.canary import PROMOTE, REFRESH
 from blocks.pipeline import RETRY_ACTION, SUBMIT_CALLBACK
 from blocks.service import ACTION_APPROVE, ACTION_REQUEST, ACTION_RESUME
-from bot import lifecycle
-from bot.config import Cluster
-from bot.kube import KubeGateway
-from bot.leader import LeaderElector
-from bot.store import Store
+from bot.deletion import lifecycle
+from bot.foundation.config import Cluster
+from bot.foundation.kube import KubeGateway
+from bot.foundation.leader import LeaderElector
+from bot.foundation.store import Store
 from tests.fakes.slack import SlackFake
 from tests.harness import DEVOPS, DEVOPS2, PAY_DEV, FakeClock, start_bot
 from tests.processes import bot_process, button_on, db_rows, press, wait_until, write_config  # noqa: F401
-from tests.test_canary_fixtures import CANARY_IMAGE, deployment_controller, istio_canary, weights
-from tests.test_pipeline_kit import POINTER, api_form, open_modal, state_values, submit
-from tests.test_service_world import (click, mesh_prometheus, seed_payments, service, start,  # noqa: F401
+from tests.canary.test_canary_fixtures import CANARY_IMAGE, deployment_controller, istio_canary, weights
+from tests.pipelines.test_pipeline_kit import POINTER, api_form, open_modal, state_values, submit
+from tests.deletion.test_service_world import (click, mesh_prometheus, seed_payments, service, start,  # noqa: F401
                                       wait_state, workload)
-from tests.test_service_world import request_deletion as request_deletion_in_process
+from tests.deletion.test_service_world import request_deletion as request_deletion_in_process
 
 APPROVALS = "C0APPROVALS"
 REPO = "org/deploy-manifests"
@@ -46,7 +46,7 @@ WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.
 
 # -- the uninterrupted run, in-process, with every SQLite write traced ----------------------------------------
 class WriteTracer:
-    """Wraps sqlite3.connect for bot.store: records each write statement run outside a transaction."""
+    """Wraps sqlite3.connect for bot.foundation.store: records each write statement run outside a transaction."""
 
     def __init__(self):
         self.writes, self.outside = 0, []
@@ -69,7 +69,7 @@ def uninterrupted(tmp_path: Path, monkeypatch, kube_fakes: dict, **kwargs):
     tracer = WriteTracer()
     shim = types.SimpleNamespace(**{k: getattr(sqlite3, k) for k in dir(sqlite3) if not k.startswith("__")})
     shim.connect = tracer.connect
-    monkeypatch.setattr(bot.store, "sqlite3", shim)
+    monkeypatch.setattr(bot.foundation.store, "sqlite3", shim)
     directory = tmp_path / "uninterrupted"
     directory.mkdir()
     with SlackFake() as slack:
@@ -80,7 +80,7 @@ def uninterrupted(tmp_path: Path, monkeypatch, kube_fakes: dict, **kwargs):
             yield run
         finally:
             run.stop()
-    monkeypatch.setattr(bot.store, "sqlite3", sqlite3)
+    monkeypatch.setattr(bot.foundation.store, "sqlite3", sqlite3)
     assert tracer.writes > 50 and tracer.outside == [], f"SQLite writes outside a transaction: {tracer.outside}"
 
 

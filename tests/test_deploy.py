@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bot.config import Secrets, parse_settings
+from bot.foundation.config import Secrets, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"

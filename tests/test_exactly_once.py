@@ -24,8 +24,8 @@ import requests
 
 from tests.fakes.slack import SlackSender
 from tests.harness import DEVOPS, DEVOPS2, OUTSIDER, PAY_DEV, PAY_DEV2, SIGNING_SECRET
-from tests.test_canary_fixtures import fast  # noqa: F401 - fixture, asked for by name below
-from tests.test_service_world import mesh_prometheus  # noqa: F401 - fixture, asked for by name below
+from tests.canary.test_canary_fixtures import fast  # noqa: F401 - fixture, asked for by name below
+from tests.deletion.test_service_world import mesh_prometheus  # noqa: F401 - fixture, asked for by name below
 
 PRESSES = 10  # distinct presses; each is also retried by Slack, so 20 requests
 MORE_DEVOPS = [f"U0DEVOPS{n}" for n in range(3, 7)]
@@ -156,9 +156,9 @@ def write_counts(fake) -> dict[tuple[str, str], int]:
 # -- service deletion ------------------------------------------------------------------------------
 def deletion_case(request, verb: str) -> Case:
     from blocks.service import ACTION_APPROVE, ACTION_REJECT
-    from bot import lifecycle
-    from tests.test_service_approval import OBJECTS
-    from tests.test_service_world import approval_message, request_deletion, start
+    from bot.deletion import lifecycle
+    from tests.deletion.test_service_approval import OBJECTS
+    from tests.deletion.test_service_world import approval_message, request_deletion, start
 
     bot = start(request.getfixturevalue("bot_factory"), request.getfixturevalue("github_fake"),
                 request.getfixturevalue("mesh_prometheus"), config=PEOPLE)
@@ -197,7 +197,7 @@ def deletion_case(request, verb: str) -> Case:
 # -- canaries --------------------------------------------------------------------------------------
 def canary_case(request, verb: str) -> Case:
     from blocks.canary import LABELS
-    from tests.test_canary_fixtures import (CHANNEL, card_json, deployment_controller, istio_canary, outcome_rows,
+    from tests.canary.test_canary_fixtures import (CHANNEL, card_json, deployment_controller, istio_canary, outcome_rows,
                                             post_card, weights)
 
     request.getfixturevalue("fast")
@@ -238,7 +238,7 @@ def canary_case(request, verb: str) -> Case:
 
 # -- pipelines -------------------------------------------------------------------------------------
 def pipeline_case(request) -> Case:
-    from tests.test_pipeline_kit import POINTER, REPO, api_form, messages_about, open_modal, state_values
+    from tests.pipelines.test_pipeline_kit import POINTER, REPO, api_form, messages_about, open_modal, state_values
 
     github = request.getfixturevalue("github_fake")
     github.create_repo(REPO, files={"README.md": "deploy manifests\n", "batch-images.yaml": POINTER})
@@ -265,8 +265,8 @@ def pipeline_case(request) -> Case:
 
 # -- idle services ---------------------------------------------------------------------------------
 def idle_case(request, verb: str) -> Case:
-    from tests.test_idle_actions import GIFT_CARDS, item_blocks, posted_digest, state
-    from tests.test_idle_world import idle_bot
+    from tests.idle.test_idle_actions import GIFT_CARDS, item_blocks, posted_digest, state
+    from tests.idle.test_idle_world import idle_bot
 
     bot = idle_bot(request.getfixturevalue("bot_factory"), request.getfixturevalue("prometheus_factory"),
                    config=PEOPLE)
@@ -303,7 +303,7 @@ def idle_case(request, verb: str) -> Case:
 
 # -- node alerts -----------------------------------------------------------------------------------
 def node_alert_case(request, verb: str) -> Case:
-    from tests.nodes_support import ALERTS, alert_messages, open_incidents, post_report, report, text_of
+    from tests.nodes.nodes_support import ALERTS, alert_messages, open_incidents, post_report, report, text_of
 
     bot = request.getfixturevalue("bot_factory")(config=PEOPLE)
     post_report(bot, report())

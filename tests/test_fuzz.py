@@ -10,7 +10,7 @@ import json
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bot.config import ConfigError, Settings, parse_settings
+from bot.foundation.config import ConfigError, Settings, parse_settings
 from tests.harness import DEVOPS, PAY_DEV
 
 COMMANDS = ["/ops", "/pipeline", "/canary", "/service"]

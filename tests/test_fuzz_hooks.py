@@ -34,7 +34,7 @@ report_bodies = st.one_of(
 
 
 def _report() -> dict:
-    from tests.nodes_support import report
+    from tests.nodes.nodes_support import report
 
     return report(node=f"node-{uuid.uuid4().hex[:6]}")
 

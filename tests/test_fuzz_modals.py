@@ -58,7 +58,7 @@ def pipeline_values(form: dict) -> dict:
 def pipeline_bot(bot_factory, github_fake):
     """Two clusters, the GitOps repo on the GitHub fake with one pipeline (ledger-api) to edit, and
     the create and edit modals open."""
-    from tests.test_pipeline_kit import POINTER, REPO, api_form, open_modal, seed_pipeline
+    from tests.pipelines.test_pipeline_kit import POINTER, REPO, api_form, open_modal, seed_pipeline
 
     github_fake.create_repo(REPO, files={"README.md": "deploy manifests\n", "batch-images.yaml": POINTER})
     bot = watched(bot_factory(clusters=("prod-a", "prod-b"), github_fake=github_fake))
@@ -86,7 +86,7 @@ def test_pipeline_modal_plausible_values_reach_the_pull_request(pipeline_bot, mo
 
 
 def submit_pipeline(bot, mode: str, base: str, changes: dict) -> None:
-    from tests.test_pipeline_kit import REPO, api_form, batch_form
+    from tests.pipelines.test_pipeline_kit import REPO, api_form, batch_form
 
     names = bot.extra.setdefault("names", itertools.count())
     form = (api_form if base == "api" else batch_form)(service=f"fuzz-{next(names)}")
@@ -157,7 +157,7 @@ def envs_in(files: dict[str, str], service: str) -> list[list]:
 @pytest.fixture
 def override_bot(bot_factory, github_fake):
     from blocks.service import ACTION_OVERRIDE
-    from tests.test_service_world import button, report_of, start
+    from tests.deletion.test_service_world import button, report_of, start
 
     bot = watched(start(bot_factory, github_fake))  # Prometheus is down: traffic unknown, DevOps may override
     report = report_of(bot, DEVOPS, "delete payments-api prod-a")
@@ -173,7 +173,7 @@ def override_bot(bot_factory, github_fake):
 @given(reason=st.one_of(text, st.text(min_size=10, max_size=3000), st.sampled_from(["x" * 3000, " " * 50 + "ok"])))
 def test_deletion_override_reason(override_bot, reason):
     from blocks.service import ACTION_REJECT, REASON_BLOCK, VIEW_OVERRIDE
-    from bot import lifecycle
+    from bot.deletion import lifecycle
 
     bot = override_bot
     view = bot.extra["view"]
@@ -206,8 +206,8 @@ def test_deletion_override_reason(override_bot, reason):
 
 @pytest.fixture
 def keep_bot(bot_factory, prometheus_factory):
-    from tests.test_idle_actions import GIFT_CARDS, posted_digest
-    from tests.test_idle_world import idle_bot
+    from tests.idle.test_idle_actions import GIFT_CARDS, posted_digest
+    from tests.idle.test_idle_world import idle_bot
 
     bot = watched(idle_bot(bot_factory, prometheus_factory))
     digest = posted_digest(bot)
@@ -222,7 +222,7 @@ def keep_bot(bot_factory, prometheus_factory):
 @examples(30)
 @given(reason=st.one_of(text, st.text(min_size=5, max_size=500), st.sampled_from(["x" * 500, "*" * 500])))
 def test_idle_keep_reason(keep_bot, reason):
-    from tests.test_idle_actions import GIFT_CARDS, state
+    from tests.idle.test_idle_actions import GIFT_CARDS, state
 
     bot = keep_bot
     view = bot.extra["view"]

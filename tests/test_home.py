@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from bot import alerts
+from bot.nodes import alerts
 from tests.harness import DEVOPS, DEVOPS2, PAY_DEV
-from tests.test_canary_fixtures import checkout_metrics, istio_canary
-from tests.test_service_world import ACTION_REQUEST, mesh_prometheus, request_deletion, start  # noqa: F401
+from tests.canary.test_canary_fixtures import checkout_metrics, istio_canary
+from tests.deletion.test_service_world import ACTION_REQUEST, mesh_prometheus, request_deletion, start  # noqa: F401
 from blocks.service import ACTION_APPROVE
 
 
@@ -51,7 +51,7 @@ def test_home_shows_what_needs_each_user_and_its_buttons_work(bot_factory, githu
     before = len(bot.slack.calls_to("views.publish"))
     bot.sender.block_actions(ACTION_APPROVE, value=str(request.id), user_id=DEVOPS2,
                              view={"id": "VHOME", "type": "home", "blocks": approver["blocks"]})
-    from tests.test_service_world import wait_state
+    from tests.deletion.test_service_world import wait_state
 
     assert wait_state(bot, request.id, "deleted").state == "deleted"
     refreshed = bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("views.publish")[before:]

@@ -11,9 +11,9 @@ from datetime import timedelta
 import requests
 import yaml
 
-from bot.kube import LEASES, KubeGateway
-from bot.leader import LeaderElector
-from bot.config import Cluster
+from bot.foundation.kube import LEASES, KubeGateway
+from bot.foundation.leader import LeaderElector
+from bot.foundation.config import Cluster
 from tests.harness import FakeClock, free_port
 from tests.test_app import ROOT, base_env, write_config
 

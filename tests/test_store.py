@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot.store import MIGRATIONS, Audit, Store
+from bot.foundation.store import MIGRATIONS, Audit, Store
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_permanent_slack_errors_are_kept_as_failed_not_retried_forever(bot):
 
 
 def test_secrets_never_reach_logs_audit_or_slack(bot, caplog):
-    from bot.logs import Redactor
+    from bot.foundation.logs import Redactor
 
     caplog.handler.addFilter(Redactor(bot.ctx.secrets.values()))
     with caplog.at_level(logging.DEBUG):
@@ -76,7 +76,7 @@ def test_secrets_never_reach_logs_audit_or_slack(bot, caplog):
 
 
 def test_redactor_catches_token_shapes_even_when_unconfigured():
-    from bot.logs import Redactor
+    from bot.foundation.logs import Redactor
 
     redactor = Redactor([])
     text = redactor.scrub("xoxb-1234-5678-abcdefgh and ghp_abcdefghijklmnopqrstuvwxyz0123 and Bearer abcdefghijklmnop1234")
@@ -89,7 +89,7 @@ def test_backend_failures_are_counted_by_kind_in_metrics(bot):
     bot.slack.fail("chat.postMessage", error="channel_not_found")
     bot.ctx.outbox.post("C0ALERTS", text="x")
     bot.flush()
-    from bot.gitops import GitOpsError, github_error
+    from bot.foundation.gitops import GitOpsError, github_error
     from github import GithubException
 
     assert isinstance(github_error("open the pull request", GithubException(502, {"message": "bad gateway"})), GitOpsError)

@@ -1,0 +1,20 @@
+"""What every feature stands on: settings, the context, SQLite, Slack posting, and the gateways.
+
+    config     the YAML file and the environment's secrets, validated (pydantic)
+    context    Context: one object built once with settings, store, gateways and the clock
+    store      SQLite: compare-and-set transitions, audit, idempotency keys, expiring locks
+    outbox     durable, per-channel ordered and paced Slack posting
+    access     who is DevOps, who is in which team
+    kube       Kubernetes gateway (raw JSON through the official client) and its errors
+    gitops     GitHub gateway (PyGithub): files, one commit + one pull request
+    traffic    Prometheus gateway (prometheus-api-client) and its errors
+    services   finding a service (a Service plus the workloads it selects) across the fleet
+    resources  quantities and what a workload reserves
+    leader     Lease-based leader election: one instance runs jobs
+    web        the HTTP routes beside Slack's (hooks, health, metrics)
+    health     probes for `check` and /readyz
+    metrics    deckhand's own Prometheus metrics
+    logs       logging setup and secret redaction
+
+Nothing here imports a feature package.
+"""

@@ -1,0 +1,111 @@
+"""The one object every listener and job receives: settings, store, gateways and the clock.
+
+Built once by app.py (`build_context`); tests build it with fakes behind the same gateways.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.foundation.access import Access
+from bot.foundation.config import Secrets, Settings
+from bot.foundation.gitops import GitOps
+from bot.foundation.kube import KubeGateway
+from bot.foundation.metrics import Metrics
+from bot.foundation.outbox import Outbox
+from bot.foundation.store import Audit, Store, utcnow
+from bot.foundation.traffic import Traffic
+
+log = logging.getLogger("deckhand")
+
+
+def slack_client(token: str | None, base_url: str | None, timeout: int = 10) -> WebClient:
+    """slack_sdk client with retries on 429 (after Retry-After), 5xx and dropped connections."""
+    kwargs: dict[str, Any] = {"token": token, "timeout": timeout}
+    if base_url:
+        kwargs["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
+    client = WebClient(**kwargs)
+    client.retry_handlers = [
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        ServerErrorRetryHandler(max_retry_count=2),
+    ]
+    return client
+
+
+@dataclass
+class Context:
+    settings: Settings
+    secrets: Secrets
+    store: Store
+    slack: WebClient | None
+    kube: KubeGateway
+    traffic: Traffic
+    gitops: GitOps | None
+    access: Access
+    outbox: Outbox
+    metrics: Metrics
+    clock: Callable[[], datetime] = utcnow
+    bot_user_id: str | None = None
+    # Set by app.py: run a job now by name (used by /ops run and the console).
+    run_job: Callable[[str, str], str] | None = None
+    # Set by the leader election: False while another instance holds the lease.
+    is_leader: Callable[[], bool] = lambda: True
+    # Set by app.py: other features' handlers for closed deckhand pull requests, by branch prefix:
+    # prefix -> (feature name, handler(ctx, branch, number, merged) -> str). The GitHub webhook and
+    # the poller (bot/pipelines) route to them without importing another feature.
+    pull_request_handlers: dict[str, tuple[str, Callable[..., Any]]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def audit(self, actor: str, action: str, result: str, **fields: Any) -> int:
+        return self.store.audit(Audit(actor=actor, action=action, result=result, **fields))
+
+
+def new_error_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def build_context(
+    settings: Settings, secrets: Secrets, db_path: str, clock: Callable[[], datetime] = utcnow,
+    *, outbox_interval: float = 1.0, github_write_pacing: float | None = 0.5, backend_timeout: float = 10.0,
+) -> Context:
+    store = Store(db_path, clock=clock)
+    metrics = Metrics()
+    slack = slack_client(secrets.slack_bot_token, secrets.slack_api_url) if secrets.slack_bot_token else None
+
+    def group_members(group: str) -> list[str]:
+        if slack is None:
+            return []
+        return list(slack.usergroups_users_list(usergroup=group).get("users") or [])
+
+    kube = KubeGateway(settings.clusters, timeout=backend_timeout)
+    kube.on_error = lambda cluster, status: metrics.backend_errors.labels(
+        backend="kubernetes", kind=str(status or "unreachable")).inc()
+    traffic = Traffic(settings.clusters, timeout=backend_timeout)
+    traffic.on_error = lambda cluster, reason: metrics.backend_errors.labels(
+        backend="prometheus", kind=reason.split(":")[0][:40]).inc()
+    from bot.foundation import gitops as gitops_module
+
+    gitops_module.on_error = lambda status: metrics.backend_errors.labels(
+        backend="github", kind=str(status or "unreachable")).inc()
+    gitops = (GitOps(settings.github, secrets.github_token, timeout=backend_timeout + 5,
+                     seconds_between_writes=github_write_pacing) if settings.github else None)
+    return Context(
+        settings=settings, secrets=secrets, store=store, slack=slack, kube=kube, traffic=traffic,
+        gitops=gitops, access=Access(settings, group_members if slack else None),
+        outbox=Outbox(store, slack, min_interval=outbox_interval, metrics=metrics),
+        metrics=metrics, clock=clock,
+    )

@@ -1,0 +1,246 @@
+"""Pull requests on the GitOps repo (PyGithub).
+
+Everything that lands in the repo goes through ONE commit on a named branch and ONE pull
+request per branch, so any write here is safe to repeat after a crash or a retry: the branch
+is force-moved to the new commit and an existing open PR is updated instead of duplicated.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import github
+from github import Auth, Github, GithubException, InputGitTreeElement
+from github.Repository import Repository
+
+from bot.foundation.config import GitHub as GitHubSettings
+
+
+class GitOpsError(Exception):
+    """A GitHub call failed; `str()` is a sentence fit for Slack; `status` is the HTTP status (0 = no answer)."""
+
+    def __init__(self, action: str, status: int, detail: str = ""):
+        self.action, self.status, self.detail = action, status, detail
+        super().__init__(f"GitHub: {action} failed: {_explain(status, detail)}")
+
+
+def _explain(status: int, detail: str) -> str:
+    hints = {
+        0: "GitHub did not answer in time; nothing was left half-done, try again",
+        401: "deckhand's GITHUB_TOKEN was rejected (expired or revoked); ask DevOps to rotate it",
+        403: "deckhand's token may not write to this repository (or hit a rate limit); ask DevOps to check its permissions",
+        404: "the repository or branch was not found, or the token cannot see it; check github.repo in the config",
+        409: "the branch moved meanwhile; try again",
+        422: "GitHub rejected the change as invalid",
+    }
+    hint = hints.get(status) or ("GitHub had an internal error; try again in a minute" if status >= 500 else "unexpected answer")
+    return f"{hint} ({status}{': ' + detail if detail else ''})" if status else hint
+
+
+# Set by bot.foundation.context.build_context to count failures in /metrics (backend="github", kind=<status>).
+on_error = None
+
+
+def github_error(action: str, exc: Exception) -> GitOpsError:
+    if on_error is not None:
+        on_error(exc.status if isinstance(exc, GithubException) else 0)
+    if isinstance(exc, GithubException):
+        data = exc.data if isinstance(exc.data, dict) else {}
+        detail = str(data.get("message") or "")
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            first = errors[0]
+            detail += ": " + str(first.get("message") if isinstance(first, dict) else first)
+        return GitOpsError(action, exc.status or 0, detail[:300])
+    return GitOpsError(action, 0, type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    state: str  # open | closed
+    merged: bool
+    branch: str
+
+
+class GitOps:
+    def __init__(self, settings: GitHubSettings, token: str | None, timeout: float = 15.0,
+                 seconds_between_writes: float | None = 0.5):
+        self.settings = settings
+        self.token = token
+        self.timeout = timeout
+        # GitHub asks integrations to pace writes to avoid secondary rate limits.
+        self.seconds_between_writes = seconds_between_writes
+        self._repo: Repository | None = None
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    @property
+    def client(self) -> Github:
+        return Github(
+            base_url=self.settings.api_url, auth=Auth.Token(self.token) if self.token else None,
+            timeout=int(max(1, self.timeout)), retry=None, seconds_between_requests=None,
+            seconds_between_writes=self.seconds_between_writes,
+        )
+
+    def repo(self) -> Repository:
+        with self._lock:
+            if self._repo is None:
+                try:
+                    self._repo = self.client.get_repo(self.settings.repo)
+                except Exception as exc:
+                    raise github_error(f"open repository {self.settings.repo}", exc) from None
+            return self._repo
+
+    def probe(self) -> str:
+        repo = self.repo()
+        try:
+            branch = repo.get_branch(self.settings.base_branch)
+        except Exception as exc:
+            raise github_error(f"read branch {self.settings.base_branch}", exc) from None
+        return f"{repo.full_name}@{branch.name}"
+
+    def owner(self) -> str:
+        return self.settings.repo.split("/", 1)[0]
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_file(self, path: str, ref: str | None = None) -> str | None:
+        """A file's text on `ref` (default: the base branch), or None when it does not exist."""
+        repo = self.repo()
+        try:
+            content = repo.get_contents(path, ref=ref or self.settings.base_branch)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise github_error(f"read {path}", exc) from None
+        except Exception as exc:
+            raise github_error(f"read {path}", exc) from None
+        if isinstance(content, list):
+            return None  # a directory
+        return content.decoded_content.decode("utf-8")
+
+    def files_under(self, prefix: str, ref: str | None = None) -> dict[str, str]:
+        """path -> blob sha for every file below `prefix` (one recursive tree call)."""
+        repo = self.repo()
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        try:
+            head = repo.get_branch(ref or self.settings.base_branch).commit.sha
+            tree = repo.get_git_tree(head, recursive=True)
+        except Exception as exc:
+            raise github_error("list repository files", exc) from None
+        return {e.path: e.sha for e in tree.tree if e.type == "blob" and e.path.startswith(prefix)}
+
+    def read_blob(self, sha: str) -> str:
+        """A file's text by its blob id (content-addressed, so it can be cached forever)."""
+        try:
+            blob = self.repo().get_git_blob(sha)
+        except GitOpsError:
+            raise
+        except Exception as exc:
+            raise github_error(f"read blob {sha[:7]}", exc) from None
+        return base64.b64decode(blob.content).decode("utf-8") if blob.encoding == "base64" else blob.content
+
+    def closed_since(self, head_prefix: str, since: datetime, limit: int = 100) -> list[PullRequest]:
+        """Pull requests from branches starting with `head_prefix` closed (or merged) at or after `since`,
+        newest first. Reads pages of recently updated closed PRs until they are older than `since`."""
+        found: list[PullRequest] = []
+        try:
+            pulls = self.repo().get_pulls(state="closed", sort="updated", direction="desc",
+                                          base=self.settings.base_branch)
+            for seen, pr in enumerate(pulls):
+                updated = pr.updated_at if pr.updated_at.tzinfo else pr.updated_at.replace(tzinfo=timezone.utc)
+                if updated < since or seen >= limit:
+                    break
+                closed = pr.closed_at and (pr.closed_at if pr.closed_at.tzinfo else pr.closed_at.replace(tzinfo=timezone.utc))
+                if pr.head.ref.startswith(head_prefix) and closed and closed >= since:
+                    found.append(PullRequest(pr.number, pr.html_url, pr.state, pr.merged_at is not None, pr.head.ref))
+        except Exception as exc:
+            raise github_error("list closed pull requests", exc) from None
+        return found
+
+    def pull(self, number: int) -> PullRequest:
+        try:
+            pr = self.repo().get_pull(number)
+        except Exception as exc:
+            raise github_error(f"read pull request #{number}", exc) from None
+        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), pr.head.ref)
+
+    # -- writing -----------------------------------------------------------------------------
+    def propose(self, branch: str, changes: dict[str, str | None], title: str, body: str,
+                message: str | None = None) -> PullRequest:
+        """Put `changes` (path -> new text, or None to delete) in ONE commit on `branch`, made
+        from the base branch, and open (or update) ONE pull request for it.
+
+        Safe to repeat: the branch is force-moved to the new commit, an open PR for the branch
+        (found with `head=owner:branch`) is edited instead of duplicated, and a lost race on
+        creating the ref or the PR falls back to the one that won.
+        """
+        repo = self.repo()
+        base = self.settings.base_branch
+        step = "read the base branch"
+        try:
+            base_ref = repo.get_git_ref(f"heads/{base}")
+            base_commit = repo.get_git_commit(base_ref.object.sha)
+            step = "create the commit"
+            elements = [
+                InputGitTreeElement(path, "100644", "blob", content=text) if text is not None
+                else InputGitTreeElement(path, "100644", "blob", sha=None)
+                for path, text in sorted(changes.items())
+            ]
+            tree = repo.create_git_tree(elements, base_tree=repo.get_git_tree(base_commit.tree.sha))
+            commit = repo.create_git_commit(message or title, tree, [base_commit])
+            step = f"move branch {branch}"
+            self._point_branch(repo, branch, commit.sha)
+            step = "open the pull request"
+            pr = self._open_or_update_pull(repo, branch, title, body)
+            step = "label the pull request"
+            if self.settings.labels:
+                pr.add_to_labels(*self.settings.labels)
+            if self.settings.reviewers or self.settings.team_reviewers:
+                step = "request reviewers"
+                try:
+                    pr.create_review_request(reviewers=list(self.settings.reviewers),
+                                             team_reviewers=list(self.settings.team_reviewers))
+                except GithubException as exc:
+                    if exc.status != 422:  # 422: e.g. the reviewer is the PR's author; not worth failing
+                        raise
+        except GitOpsError:
+            raise
+        except Exception as exc:
+            raise github_error(step, exc) from None
+        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), branch)
+
+    def _point_branch(self, repo: Repository, branch: str, sha: str) -> None:
+        try:
+            repo.get_git_ref(f"heads/{branch}").edit(sha, force=True)
+            return
+        except GithubException as exc:
+            if exc.status != 404:
+                raise
+        try:
+            repo.create_git_ref(f"refs/heads/{branch}", sha)
+        except GithubException as exc:
+            if exc.status != 422:  # created meanwhile by a concurrent retry: move it instead
+                raise
+            repo.get_git_ref(f"heads/{branch}").edit(sha, force=True)
+
+    def _open_or_update_pull(self, repo: Repository, branch: str, title: str, body: str):
+        head = f"{self.owner()}:{branch}"
+        base = self.settings.base_branch
+        for pr in repo.get_pulls(state="open", head=head, base=base):
+            pr.edit(title=title, body=body)
+            return pr
+        try:
+            return repo.create_pull(title=title, body=body, head=branch, base=base)
+        except GithubException as exc:
+            if exc.status != 422:
+                raise
+            for pr in repo.get_pulls(state="open", head=head, base=base):
+                return pr
+            raise
+
+
+__all__ = ["GitOps", "GitOpsError", "PullRequest", "github_error", "InputGitTreeElement", "github"]

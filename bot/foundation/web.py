@@ -1,0 +1,74 @@
+"""HTTP routes that are not Slack: hooks, health, metrics.
+
+`/slack/events` is added by app.py (the only module that knows Bolt). Hooks are plain
+callables `(body: bytes, headers) -> (status, json)` supplied by the features, so each hook
+does its own authentication (HMAC) over the raw body before anything is parsed.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Mapping
+
+from flask import Flask, Response, jsonify, request
+
+from bot.foundation.context import Context, new_error_id
+
+log = logging.getLogger("deckhand.web")
+
+Hook = Callable[[bytes, Mapping[str, str]], tuple[int, dict]]
+MAX_BODY = 1024 * 1024  # no route takes more; node-join reports are capped lower by their hook
+
+
+def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
+    web = Flask("deckhand")
+    web.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+
+    @web.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @web.get("/readyz")
+    def readyz():
+        problems = []
+        if not ctx.store.writable():
+            problems.append("database is not writable")
+        if ctx.settings is None:
+            problems.append("config not loaded")
+        if not ctx.is_leader():
+            problems.append("standing by: another instance holds the lease")
+        body = {"status": "ready" if not problems else "not ready", "problems": problems,
+                "leader": bool(ctx.is_leader())}
+        return jsonify(body), (200 if not problems else 503)
+
+    @web.get("/metrics")
+    def metrics():
+        return Response(ctx.metrics.exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+    @web.post("/hooks/<name>")
+    def hook(name: str):
+        handler = hooks.get(name)
+        if handler is None:
+            return jsonify(error=f"no hook named {name}"), 404
+        try:
+            status, body = handler(request.get_data(cache=False), request.headers)
+        except Exception as exc:
+            error_id = new_error_id()
+            log.error("hook %s failed (error id %s)", name, error_id, exc_info=exc)
+            ctx.metrics.errors.labels(where=f"hook:{name}").inc()
+            return jsonify(error="internal error", error_id=error_id), 500
+        ctx.metrics.requests.labels(kind="hook", name=name, outcome=str(status)).inc()
+        return jsonify(body), status
+
+    @web.errorhandler(413)
+    def too_large(_exc):
+        return jsonify(error=f"request body over {MAX_BODY} bytes"), 413
+
+    @web.errorhandler(405)
+    def wrong_method(_exc):
+        return jsonify(error="method not allowed"), 405
+
+    @web.errorhandler(404)
+    def not_found(_exc):
+        return jsonify(error="not found"), 404
+
+    return web
