@@ -25,6 +25,7 @@ from bot.foundation.config import ConfigError, Secrets, load_settings
 from bot.foundation.context import Context, build_context
 from bot.foundation.health import probes
 from bot.foundation.logs import setup_logging
+from bot.foundation.traffic import token_values
 from bot.foundation.web import create_web
 
 log = logging.getLogger("deckhand")
@@ -222,6 +223,7 @@ def main(argv: list[str]) -> int:
             print("config: failed")
         print("\n".join(exc.problems), file=sys.stderr)
         return 1 if command == "check" else 2
+    setup_logging(secrets.values() + token_values(settings.clusters, settings.prometheus))
     db_path = os.environ.get("DECKHAND_DB", "./deckhand.db")
     try:
         ctx = build_context(settings, secrets, db_path)

@@ -15,8 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from blocks.idle import PARENT_SERVICES, THREAD_SERVICES, digest_message, outage_alert
 from bot.idle import store as idle_store
 from bot.foundation.context import Context
-from bot.idle.scan import IDLE, NO_ENDPOINTS, ClusterScan, ScannedService, scan_cluster
-from bot.foundation.kube import KubeError
+from bot.idle.scan import IDLE, NO_ENDPOINTS, ClusterScan, ScannedService, scan_fleet
 
 NAME = "idle-scan"
 log = logging.getLogger("deckhand.jobs.idle")
@@ -77,13 +76,14 @@ def run(ctx: Context) -> str:
     scans: list[ClusterScan] = []
     lines: list[str] = []
     not_scanned: list[tuple[str, str]] = []
+    fleet = scan_fleet(ctx, [c.name for c in ctx.settings.clusters], at)
+    by_cluster = {scan.cluster: scan for scan in fleet.scans}
     for cluster in ctx.settings.clusters:
-        try:
-            scan = scan_cluster(ctx, cluster.name, at)
-        except KubeError as exc:
-            lines.append(f"{cluster.name}: failed: {exc}")
+        if cluster.name in fleet.kube_errors:
+            lines.append(f"{cluster.name}: failed: {fleet.kube_errors[cluster.name]}")
             not_scanned.append((cluster.name, "Kubernetes did not answer"))
             continue
+        scan = by_cluster[cluster.name]
         scans.append(scan)
         lines.append(scan.summary())
         _track_outage(ctx, scan)

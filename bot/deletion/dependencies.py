@@ -387,7 +387,7 @@ def _check_traffic(ctx: Context, cluster: str, namespace: str, service: str, win
             health = ctx.traffic.query(cluster, f"count(last_over_time(istio_requests_total[{fresh}])) or "
                                                 f"count(last_over_time(istio_tcp_connections_opened_total[{fresh}]))", at)
             if not health or health[0].value <= 0:
-                report.traffic_unknown = (f"Prometheus of {cluster} has no Istio series from the last {fresh}, "
-                                          "so seeing no callers proves nothing")
+                report.traffic_unknown = (f"{ctx.traffic.route(cluster).where} has no Istio series from the last "
+                                          f"{fresh}, so seeing no callers proves nothing")
     except MetricsUnavailable as exc:
         report.traffic_unknown = f"{exc}; callers over the last {rng} are unknown"

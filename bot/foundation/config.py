@@ -95,11 +95,63 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Cluster(Strict):
+# -- Prometheus: one endpoint per cluster, or one query endpoint for the fleet ---------------------
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # Prometheus label names (data model docs)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# requests builds these itself or deckhand sets them from bearer_token_env: a header here would be
+# a token written into the config file, or would fight the client.
+_RESERVED_HEADERS = {"authorization", "host", "content-length", "content-type"}
+
+
+class PrometheusAccess(Strict):
+    """How to reach and authenticate to a Prometheus-compatible query API. Secrets only by env name."""
+
+    headers: dict[str, str] = {}
+    bearer_token_env: str | None = None
+    ca_file: str | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"{name} cannot be set here (a token goes in the environment: use bearer_token_env)")
+            if not isinstance(value, str) or "\n" in value or "\r" in value:
+                raise ValueError(f"the value of {name} must be one line of text")
+        return v
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError("must be the name of an environment variable (e.g. PROMETHEUS_TOKEN), not the token")
+        return v
+
+
+class SharedPrometheus(PrometheusAccess):
+    """`prometheus:` — one query endpoint (Thanos Query, Mimir, VictoriaMetrics...) for every cluster
+    without its own prometheus_url; every series there carries `cluster_label` naming its cluster."""
+
+    url: Url
+    cluster_label: str = "cluster"
+
+    @field_validator("cluster_label")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        if not _LABEL_NAME.match(v) or v.startswith("__"):
+            raise ValueError(f"{v!r} is not a Prometheus label name")
+        return v
+
+
+class Cluster(PrometheusAccess):
     name: str
     context: str | None = None
     kubeconfig: str | None = None
-    prometheus_url: Url
+    # Optional when `prometheus:` serves this cluster (Settings checks); its own URL wins.
+    prometheus_url: Url | None = None
+    cluster_label_value: str | None = None  # on the shared endpoint; default the name
     istio_api_version: Literal["v1", "v1beta1"] = "v1"
 
     @field_validator("name")
@@ -108,6 +160,17 @@ class Cluster(Strict):
         if not _NAME.match(v) or len(v) > 63:
             raise ValueError("must be a DNS-1123 label (lowercase letters, digits, '-')")
         return v
+
+    @field_validator("cluster_label_value")
+    @classmethod
+    def _label_value(cls, v: str | None) -> str | None:
+        if v is not None and (not v or len(v) > 253 or any(ord(c) < 32 for c in v)):
+            raise ValueError("must be 1-253 printable characters")
+        return v
+
+    @property
+    def label_value(self) -> str:
+        return self.cluster_label_value or self.name
 
 
 class GitHub(Strict):
@@ -277,6 +340,7 @@ class Settings(Strict):
     deletion: Deletion = Deletion()
     pipelines: Pipelines = Pipelines()
     lease: Lease = Lease()
+    prometheus: SharedPrometheus | None = None
 
     @model_validator(mode="after")
     def _unique_clusters(self) -> "Settings":
@@ -285,6 +349,28 @@ class Settings(Strict):
             if cluster.name in seen:
                 raise ValueError(f"clusters: duplicate cluster name {cluster.name!r}")
             seen.add(cluster.name)
+        return self
+
+    @model_validator(mode="after")
+    def _prometheus_for_every_cluster(self) -> "Settings":
+        """Every cluster needs somewhere to ask about traffic: its own URL or the shared endpoint.
+        A cluster with neither would be skipped by every scan forever, so it is a mistake, said now."""
+        problems = []
+        values: dict[str, str] = {}
+        for i, cluster in enumerate(self.clusters):
+            if cluster.prometheus_url is None and self.prometheus is None:
+                problems.append(f"clusters[{i}].prometheus_url: required key is missing "
+                                "(or set prometheus.url to serve every cluster from one query endpoint)")
+            if cluster.prometheus_url is not None and cluster.cluster_label_value is not None:
+                problems.append(f"clusters[{i}].cluster_label_value: only used on the shared prometheus.url; "
+                                "this cluster has its own prometheus_url")
+            if cluster.prometheus_url is None and self.prometheus is not None:
+                other = values.setdefault(cluster.label_value, cluster.name)
+                if other != cluster.name:
+                    problems.append(f"clusters[{i}].cluster_label_value: {cluster.label_value!r} is also "
+                                    f"cluster {other!r}: their series could not be told apart")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def cluster(self, name: str) -> Cluster | None:

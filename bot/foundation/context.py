@@ -94,7 +94,7 @@ def build_context(
     kube = KubeGateway(settings.clusters, timeout=backend_timeout)
     kube.on_error = lambda cluster, status: metrics.backend_errors.labels(
         backend="kubernetes", kind=str(status or "unreachable")).inc()
-    traffic = Traffic(settings.clusters, timeout=backend_timeout)
+    traffic = Traffic(settings.clusters, timeout=backend_timeout, shared=settings.prometheus)
     traffic.on_error = lambda cluster, reason: metrics.backend_errors.labels(
         backend="prometheus", kind=reason.split(":")[0][:40]).inc()
     from bot.foundation import gitops as gitops_module

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures as futures
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +24,7 @@ def probes(ctx: Context, timeout: float = 8.0) -> list[Probe]:
     checks.append(("slack", lambda: _slack(ctx)))
     for cluster in ctx.settings.clusters:
         checks.append((f"kubernetes {cluster.name}", lambda c=cluster.name: _kube(ctx, c, timeout)))
-        checks.append((f"prometheus {cluster.name}", lambda c=cluster.name: _prometheus(ctx, c, timeout)))
+    checks.extend(_prometheus_checks(ctx, timeout))
     if ctx.settings.github:
         checks.append(("github", lambda: _github(ctx)))
     results: list[Probe] = []
@@ -63,9 +64,63 @@ def _kube(ctx: Context, cluster: str, timeout: float) -> str:
     return f"Kubernetes {version.get('gitVersion', '?')}"
 
 
-def _prometheus(ctx: Context, cluster: str, timeout: float) -> str:
-    ctx.traffic.probe(cluster, timeout=timeout)
-    return ctx.settings.cluster(cluster).prometheus_url
+# Istio series this recent count as "the cluster reports": the same freshness the idle scan wants.
+ISTIO_SERIES = ("count(last_over_time(istio_requests_total[1d])) "
+                "or count(last_over_time(istio_tcp_connections_opened_total[1d]))")
+
+
+def _prometheus_checks(ctx: Context, timeout: float) -> list[tuple[str, Callable[[], str]]]:
+    """A line per shared endpoint (it answers, authenticated), then a line per cluster (Istio series
+    under its label value, or in its own Prometheus). One query per endpoint covers all its clusters."""
+    checks: list[tuple[str, Callable[[], str]]] = []
+    for endpoint, members in ctx.traffic.endpoints().items():
+        if not members[0].shared:
+            route = members[0]
+            checks.append((f"prometheus {route.cluster}",
+                           lambda r=route: _istio_series(ctx, r, _fleet_answer(ctx, [r], timeout))))
+            continue
+        answers = _Once(lambda m=members: _fleet_answer(ctx, m, timeout))
+        checks.append((f"prometheus {endpoint.display}",
+                       lambda e=endpoint, n=len(members): _endpoint(ctx, e, n, timeout)))
+        for route in members:
+            checks.append((f"prometheus {route.cluster}", lambda r=route, a=answers: _istio_series(ctx, r, a())))
+    return checks
+
+
+class _Once:
+    """The shared endpoint's answer is computed by the first cluster line that needs it."""
+
+    def __init__(self, compute: Callable[[], dict]):
+        self._compute, self._lock, self._value = compute, threading.Lock(), None
+
+    def __call__(self) -> dict:
+        with self._lock:
+            if self._value is None:
+                self._value = self._compute()
+            return self._value
+
+
+def _fleet_answer(ctx: Context, routes: list, timeout: float) -> dict:
+    return ctx.traffic.query_many([r.cluster for r in routes], ISTIO_SERIES, ctx.now(), timeout=timeout)
+
+
+def _endpoint(ctx: Context, endpoint, clusters: int, timeout: float) -> str:
+    ctx.traffic.probe(endpoint, timeout=timeout)
+    auth = f", authenticated with {endpoint.credentials()}" if endpoint.bearer_token_env or endpoint.headers else ""
+    return f"answers{auth}; serves {clusters} cluster{'s' if clusters != 1 else ''}"
+
+
+def _istio_series(ctx: Context, route, answers: dict) -> str:
+    answer = answers[route.cluster]
+    if isinstance(answer, Exception):
+        raise answer
+    count = int(answer[0].value) if answer else 0
+    if count <= 0:
+        hint = (" (is its Prometheus federated into this endpoint, and is cluster_label_value right?)"
+                if route.shared else " (does it scrape the Istio sidecars?)")
+        raise RuntimeError(f"no Istio series in the last day at {route.where}{hint}: "
+                           "its traffic stays unknown and the idle scan skips it")
+    return f"{count} Istio series at {route.where}"
 
 
 def _github(ctx: Context) -> str:

@@ -1,12 +1,15 @@
 """Idle-service detection: Services whose workloads reserve CPU and memory but saw no Istio traffic.
 
-Per cluster a scan costs the same however many services there are: one list per resource kind
-(Services, Endpoints, Deployments, StatefulSets, Rollouts) and two PromQL queries — mesh health, then
-every traffic signal of every service at once. `scan_cluster_naive` asks Prometheus once per service
-instead; it exists so the benchmark can report the ratio, and it must find the same idle set.
+A scan costs the same however many services there are: one list per resource kind and cluster
+(Services, Endpoints, Deployments, StatefulSets, Rollouts) and two PromQL queries per query endpoint —
+mesh health, then every traffic signal of every service at once. Clusters behind one shared endpoint
+(Thanos, Mimir...) share those two queries: the answers are grouped by the cluster label
+(bot/foundation/traffic.py), so 100 clusters cost 2 queries, not 200. `scan_cluster_naive` asks
+Prometheus once per service instead; it exists so the benchmark can report the ratio, and it must
+find the same idle set.
 
-Absence of data is never evidence of idleness: when Prometheus cannot answer, or holds no fresh Istio
-series for the cluster, the scan is skipped and nothing is flagged.
+Absence of data is never evidence of idleness: when Prometheus cannot answer, answers in part, or
+holds no fresh Istio series for the cluster, that cluster is skipped and nothing in it is flagged.
 """
 from __future__ import annotations
 
@@ -104,7 +107,7 @@ class ClusterScan:
     skipped_reason: str | None = None  # set when metrics were unavailable: nothing is concluded
     queries: int = 0
     kube_calls: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # in a fleet scan, this cluster's inventory only (FleetScan.seconds: the run)
 
     @property
     def skipped(self) -> bool:
@@ -162,17 +165,6 @@ def health_query(window: timedelta) -> str:
     span = promql_duration(min(window, FRESHNESS))
     return (f"count(last_over_time(istio_requests_total[{span}])) "
             f"or count(last_over_time(istio_tcp_connections_opened_total[{span}]))")
-
-
-def mesh_is_reporting(ctx: Context, cluster: str, at: datetime, window: timedelta) -> str | None:
-    """None when Prometheus answers with fresh Istio series for the cluster, else why not."""
-    try:
-        samples = ctx.traffic.query(cluster, health_query(window), at)
-    except MetricsUnavailable as exc:
-        return exc.reason
-    if not samples or samples[0].value <= 0:
-        return f"no Istio series in Prometheus in the last {promql_duration(min(window, FRESHNESS))}"
-    return None
 
 
 def signals_by_service(samples: Iterable[Sample]) -> dict[tuple[str, str], dict[str, float]]:
@@ -307,23 +299,110 @@ def _conclude(services: list[ScannedService], signals: dict, at: datetime, windo
 
 
 # -- scans ----------------------------------------------------------------------------------------
-def _scan(ctx: Context, cluster: str, at: datetime, naive: bool) -> ClusterScan:
+@dataclass
+class FleetScan:
+    """Every cluster's scan, the clusters Kubernetes could not list, and what the whole run cost."""
+
+    scans: list[ClusterScan] = field(default_factory=list)
+    kube_errors: dict[str, KubeError] = field(default_factory=dict)
+    queries: int = 0   # HTTP queries sent to all endpoints together
+    seconds: float = 0.0
+
+
+def scan_fleet(ctx: Context, clusters: Iterable[str], at: datetime) -> FleetScan:
+    """Classify every Service of every cluster: two PromQL queries per query endpoint, however many
+    clusters share it (health, then every signal of every service of all of them, grouped by the
+    cluster label), and five list calls per cluster.
+
+    A cluster whose endpoint cannot answer, answered in part, or holds no fresh Istio series under its
+    label is skipped (`skipped_reason`), the others are unaffected. Kubernetes failures are collected
+    per cluster in `kube_errors`.
+    """
+    names = list(dict.fromkeys(clusters))
+    window = ctx.settings.idle.window
+    started = time.perf_counter()
+    requests_before = sum(ctx.traffic.requests.values())
+    fleet = FleetScan()
+    scans = {name: ClusterScan(cluster=name, at=at, window=window) for name in names}
+    before = {name: (ctx.traffic.queries[name], ctx.kube.calls[name]) for name in names}
+    clock = {name: 0.0 for name in names}
+
+    healthy = []
+    for name, reason in mesh_reporting(ctx, names, at, window).items():
+        scans[name].skipped_reason = reason
+        if reason is None:
+            healthy.append(name)
+    listed = []
+    for name in healthy:
+        t0 = time.perf_counter()
+        try:
+            scans[name].services = inventory(ctx, name)
+            listed.append(name)
+        except KubeError as exc:
+            fleet.kube_errors[name] = exc
+        clock[name] += time.perf_counter() - t0
+    answers = ctx.traffic.query_many(listed, traffic_query(window), at) if listed else {}
+    for name in listed:
+        answer, scan = answers[name], scans[name]
+        if isinstance(answer, MetricsUnavailable):
+            scan.skipped_reason, scan.services = answer.reason, []
+        else:
+            _conclude(scan.services, signals_by_service(answer), at, window)
+    for name in names:
+        scan = scans[name]
+        scan.queries = ctx.traffic.queries[name] - before[name][0]
+        scan.kube_calls = ctx.kube.calls[name] - before[name][1]
+        scan.seconds = clock[name] if len(names) > 1 else time.perf_counter() - started
+        if name not in fleet.kube_errors:
+            fleet.scans.append(scan)
+    fleet.queries = sum(ctx.traffic.requests.values()) - requests_before
+    fleet.seconds = time.perf_counter() - started
+    return fleet
+
+
+def mesh_reporting(ctx: Context, clusters: list[str], at: datetime, window: timedelta) -> dict[str, str | None]:
+    """Per cluster: None when its endpoint holds fresh Istio series for it, else why not."""
+    span = promql_duration(min(window, FRESHNESS))
+    out: dict[str, str | None] = {}
+    for name, answer in ctx.traffic.query_many(clusters, health_query(window), at).items():
+        if isinstance(answer, MetricsUnavailable):
+            out[name] = answer.reason
+        elif not answer or answer[0].value <= 0:
+            route = ctx.traffic.route(name)
+            out[name] = (f"no Istio series under {route.label}=\"{route.label_value}\" in the last {span}"
+                         f" at {route.endpoint.display} (is its Prometheus federated there, is cluster_label_value"
+                         " right?)" if route.shared else f"no Istio series in Prometheus in the last {span}")
+        else:
+            out[name] = None
+    return out
+
+
+def scan_cluster(ctx: Context, cluster: str, at: datetime) -> ClusterScan:
+    """Classify every Service of `cluster` at `at`: two PromQL queries and five list calls in all.
+
+    Raises KubeError when Kubernetes cannot be listed; metrics trouble sets `skipped_reason` instead.
+    """
+    fleet = scan_fleet(ctx, [cluster], at)
+    if cluster in fleet.kube_errors:
+        raise fleet.kube_errors[cluster]
+    return fleet.scans[0]
+
+
+def scan_cluster_naive(ctx: Context, cluster: str, at: datetime) -> ClusterScan:
+    """The same classification with one traffic query per candidate service (benchmark baseline)."""
     window = ctx.settings.idle.window
     started = time.perf_counter()
     queries_before, calls_before = ctx.traffic.queries[cluster], ctx.kube.calls[cluster]
     scan = ClusterScan(cluster=cluster, at=at, window=window)
     try:
-        scan.skipped_reason = mesh_is_reporting(ctx, cluster, at, window)
+        scan.skipped_reason = mesh_reporting(ctx, [cluster], at, window)[cluster]
         if not scan.skipped:
             scan.services = inventory(ctx, cluster)
-            if naive:
-                signals = {}
-                for service in scan.services:
-                    if service.verdict == BUSY:
-                        samples = ctx.traffic.query(cluster, traffic_query(window, (service.namespace, service.name)), at)
-                        signals.update(signals_by_service(samples))
-            else:
-                signals = signals_by_service(ctx.traffic.query(cluster, traffic_query(window), at))
+            signals = {}
+            for service in scan.services:
+                if service.verdict == BUSY:
+                    samples = ctx.traffic.query(cluster, traffic_query(window, (service.namespace, service.name)), at)
+                    signals.update(signals_by_service(samples))
             _conclude(scan.services, signals, at, window)
     except MetricsUnavailable as exc:
         scan.skipped_reason, scan.services = exc.reason, []
@@ -332,16 +411,3 @@ def _scan(ctx: Context, cluster: str, at: datetime, naive: bool) -> ClusterScan:
         scan.kube_calls = ctx.kube.calls[cluster] - calls_before
         scan.seconds = time.perf_counter() - started
     return scan
-
-
-def scan_cluster(ctx: Context, cluster: str, at: datetime) -> ClusterScan:
-    """Classify every Service of `cluster` at `at`: two PromQL queries and five list calls in all.
-
-    Raises KubeError when Kubernetes cannot be listed; metrics trouble sets `skipped_reason` instead.
-    """
-    return _scan(ctx, cluster, at, naive=False)
-
-
-def scan_cluster_naive(ctx: Context, cluster: str, at: datetime) -> ClusterScan:
-    """The same classification with one traffic query per candidate service (benchmark baseline)."""
-    return _scan(ctx, cluster, at, naive=True)
