@@ -133,7 +133,10 @@ class Bot:
 
 def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometheus: dict[str, str] | None = None,
               github_fake=None, config: dict | None = None, clock: FakeClock | None = None,
-              serve: bool = True, db_path: str | None = None) -> Bot:
+              serve: bool = True, db_path: str | None = None, cluster_config: dict[str, dict] | None = None) -> Bot:
+    """`prometheus`: cluster -> its own prometheus_url. A cluster not in it gets a closed URL, unless
+    `config` has a top-level `prometheus:` (the shared endpoint), which then serves it.
+    `cluster_config`: cluster -> extra keys for its clusters[] entry (cluster_label_value, headers...)."""
     from tests.fakes.kube import write_kubeconfig
     from tests.fakes.slack import SlackSender
 
@@ -145,11 +148,13 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
     kubeconfig = write_kubeconfig(str(tmp_path / "kubeconfig"), kube_fakes)
     prometheus = prometheus or {}
     cfg = base_config()
-    cfg["clusters"] = [
-        {"name": name, "context": name, "kubeconfig": kubeconfig,
-         "prometheus_url": prometheus.get(name) or closed_url(), "istio_api_version": "v1"}
-        for name in kube_fakes
-    ]
+    shared = "prometheus" in (config or {})
+    cfg["clusters"] = []
+    for name in kube_fakes:
+        entry = {"name": name, "context": name, "kubeconfig": kubeconfig, "istio_api_version": "v1"}
+        if prometheus.get(name) or not shared:
+            entry["prometheus_url"] = prometheus.get(name) or closed_url()
+        cfg["clusters"].append({**entry, **(cluster_config or {}).get(name, {})})
     if github_fake is not None:
         cfg["github"]["api_url"] = github_fake.url
     cfg = deep_merge(cfg, config or {})

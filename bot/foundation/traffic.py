@@ -257,7 +257,11 @@ class Traffic:
         out: dict[str, list[Sample] | MetricsUnavailable] = {r.cluster: [] for r in members}
         if warnings:
             text = "; ".join(warnings)[:300]
-            concerned = [r for r in members if shared and f'{r.label}="{r.label_value}"' in text] or members
+            concerned = members
+            if shared and f'{members[0].label}="' in text:
+                # Thanos names the store that failed by its external labels: only those clusters are
+                # concerned (maybe none of the ones asked here). A warning naming none concerns all.
+                concerned = [r for r in members if f'{r.label}="{r.label_value}"' in text]
             for route in concerned:
                 out[route.cluster] = self._fail(route.cluster, text, partial=True)
         if not shared:
