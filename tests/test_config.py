@@ -90,3 +90,81 @@ def test_secrets_never_in_repr():
     secrets = Secrets.from_env({"SLACK_BOT_TOKEN": "xoxb-secret-value", "GITHUB_TOKEN": "ghp_abc"})
     assert "xoxb-secret-value" not in repr(secrets) and "ghp_abc" not in repr(secrets)
     assert set(secrets.values()) == {"xoxb-secret-value", "ghp_abc"}
+
+
+# -- Prometheus: per cluster, or one query endpoint for the fleet ------------------------------------------
+def fleet(**prometheus) -> dict:
+    data = example()
+    data["prometheus"] = {"url": "http://thanos-query.monitoring:9090", **prometheus}
+    for cluster in data["clusters"]:
+        cluster.pop("prometheus_url")
+    return data
+
+
+def test_shared_endpoint_serves_clusters_without_their_own_url():
+    data = fleet(headers={"X-Scope-OrgID": "ops"}, bearer_token_env="PROMETHEUS_TOKEN", ca_file="/etc/ca.pem")
+    data["clusters"][1]["cluster_label_value"] = "eu-prod-b"
+    data["clusters"].append({"name": "lab", "prometheus_url": "http://prometheus.lab:9090",
+                             "bearer_token_env": "LAB_TOKEN"})
+    settings = parse_settings(data)
+    assert settings.prometheus.cluster_label == "cluster" and settings.prometheus.url.endswith(":9090")
+    assert [c.label_value for c in settings.clusters] == ["prod-a", "eu-prod-b", "lab"]
+
+    from bot.foundation.traffic import Traffic, token_values
+
+    traffic = Traffic(settings.clusters, shared=settings.prometheus, env={})
+    shared = traffic.route("prod-a")
+    assert shared.shared and shared.endpoint == traffic.route("prod-b").endpoint  # one connection, one query
+    assert dict(shared.endpoint.headers) == {"X-Scope-OrgID": "ops"} and shared.endpoint.ca_file == "/etc/ca.pem"
+    assert not traffic.route("lab").shared and traffic.route("lab").endpoint.bearer_token_env == "LAB_TOKEN"
+    assert token_values(settings.clusters, settings.prometheus, {"PROMETHEUS_TOKEN": "t1", "LAB_TOKEN": "t2"}) == \
+        ["t2", "t1"]
+
+
+def test_a_cluster_header_layers_over_the_shared_ones_and_gets_its_own_endpoint():
+    data = fleet(headers={"X-Scope-OrgID": "ops"})
+    data["clusters"][1]["headers"] = {"X-Scope-OrgID": "prod-b"}
+    from bot.foundation.traffic import Traffic
+
+    traffic = Traffic(parse_settings(data).clusters, shared=parse_settings(data).prometheus, env={})
+    assert dict(traffic.route("prod-b").endpoint.headers) == {"X-Scope-OrgID": "prod-b"}
+    assert traffic.route("prod-a").endpoint != traffic.route("prod-b").endpoint
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["clusters"][0].pop("prometheus_url"),
+     "deckhand.yaml: clusters[0].prometheus_url: required key is missing (or set prometheus.url"),
+    (lambda d: d["clusters"][0].update(cluster_label_value="x"),
+     "deckhand.yaml: clusters[0].cluster_label_value: only used on the shared prometheus.url"),
+    (lambda d: d.update(prometheus={"cluster_label": "cluster"}), "deckhand.yaml: prometheus.url: required key is missing"),
+    (lambda d: d.update(prometheus={"url": "thanos:9090"}), "deckhand.yaml: prometheus.url: not a URL"),
+    (lambda d: d.update(prometheus={"url": "http://t:9090", "cluster_label": "k8s-cluster"}),
+     "deckhand.yaml: prometheus.cluster_label: 'k8s-cluster' is not a Prometheus label name"),
+    (lambda d: d.update(prometheus={"url": "http://t:9090", "bearer_token_env": "abc def"}),
+     "deckhand.yaml: prometheus.bearer_token_env: must be the name of an environment variable"),
+    (lambda d: d.update(prometheus={"url": "http://t:9090", "headers": {"Authorization": "Bearer x"}}),
+     "deckhand.yaml: prometheus.headers: Authorization cannot be set here"),
+    (lambda d: d.update(prometheus={"url": "http://t:9090", "token": "x"}), "deckhand.yaml: prometheus.token: unknown key"),
+    (lambda d: d["clusters"][0].update(headers={"X-Org": "a\nb"}), "clusters[0].headers: the value of X-Org must be one line"),
+])
+def test_bad_prometheus_config(mutate, expected):
+    data = example()
+    mutate(data)
+    assert any(expected in p for p in problems(data)), problems(data)
+
+
+def test_two_clusters_under_one_label_value_are_an_error():
+    data = fleet()
+    data["clusters"][1]["cluster_label_value"] = "prod-a"
+    assert any("clusters[1].cluster_label_value: 'prod-a' is also cluster 'prod-a'" in p for p in problems(data))
+
+
+def test_the_commented_fleet_block_of_the_example_validates_when_uncommented():
+    lines = open(EXAMPLE).read().splitlines()
+    start = lines.index("# prometheus:")
+    block = ["prometheus:"] + [line[1:] for line in lines[start + 1:] if line.startswith("#   ")]
+    data = example()
+    data.update(yaml.safe_load("\n".join(block)))
+    settings = parse_settings(data)
+    assert settings.prometheus.bearer_token_env == "PROMETHEUS_TOKEN"
+    assert settings.prometheus.headers == {"X-Scope-OrgID": "ops"}

@@ -18,7 +18,7 @@ from tests.deletion.test_service_world import report_of
 from tests.fakes.query_gateway import QueryGateway
 from tests.harness import DEVOPS, PAY_DEV
 from tests.idle.test_idle_world import digest_messages
-from tests.test_fleet_world import CLUSTERS, TENANT, TOKEN, TOKEN_ENV, fleet_bot, fleet_mesh
+from tests.test_fleet_world import CLUSTERS, TENANT, TOKEN, TOKEN_ENV, fleet_bot, fleet_mesh, shared_config
 
 
 @pytest.fixture
@@ -219,3 +219,48 @@ def test_scope_escapes_values_and_refuses_what_it_cannot_read():
     for broken in ("sum(x", "x{a=\"b\"", "x[5m"):
         with pytest.raises(ScopeError):
             scope(broken, "cluster", ["a"])
+
+
+# -- python app.py check ----------------------------------------------------------------------------------
+def check_lines(tmp_path, kube_fake, slack_fake, gateway, token: str) -> tuple[int, dict[str, str], str]:
+    import yaml
+
+    from tests.harness import base_config
+    from tests.test_app import base_env, run_app
+
+    kubeconfig = kube_fake.kubeconfig(str(tmp_path / "kubeconfig"), context="prod-a")
+    cfg = base_config()
+    cfg["clusters"] = [{"name": name, "context": "prod-a", "kubeconfig": kubeconfig} for name in CLUSTERS]
+    cfg["clusters"][1]["cluster_label_value"] = "eu-prod-b"
+    cfg.update(shared_config(gateway.url))
+    path = tmp_path / "deckhand.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = base_env(tmp_path, str(path), slack_fake)
+    env[TOKEN_ENV] = token
+    result = run_app(["check"], env)
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    return result.returncode, lines, result.stdout + result.stderr
+
+
+def test_check_verifies_the_endpoint_its_authentication_and_each_clusters_series(
+        tmp_path, kube_fake, slack_fake, gateway):
+    code, lines, output = check_lines(tmp_path, kube_fake, slack_fake, gateway, TOKEN)
+    assert code == 1, output  # lab has no series
+    assert lines[f"prometheus {gateway.url}"] == (f"ok: answers, authenticated with the bearer token in ${TOKEN_ENV} "
+                                                  "and the X-Scope-OrgID header; serves 3 clusters")
+    assert re.fullmatch(rf'ok: \d+ Istio series at {gateway.url} under cluster="prod-a"', lines["prometheus prod-a"])
+    assert re.fullmatch(rf'ok: \d+ Istio series at {gateway.url} under cluster="eu-prod-b"', lines["prometheus prod-b"])
+    assert lines["prometheus lab"].startswith(f'failed: no Istio series in the last day at {gateway.url} under '
+                                              'cluster="lab" (is its Prometheus federated into this endpoint')
+    assert TOKEN not in output
+    assert len(gateway.queries()) == 2  # vector(1) for the endpoint, one count by cluster for all three
+
+
+def test_check_names_a_refused_token(tmp_path, kube_fake, slack_fake, gateway):
+    code, lines, output = check_lines(tmp_path, kube_fake, slack_fake, gateway, "wrong-token-abcdef123456")
+    assert code == 1
+    assert lines[f"prometheus {gateway.url}"] == (f"failed: {gateway.url}: Prometheus did not answer (401 Unauthorized: "
+                                                  f"{gateway.url} refused the bearer token in ${TOKEN_ENV} and the "
+                                                  "X-Scope-OrgID header)")
+    assert "401 Unauthorized" in lines["prometheus prod-a"] and "Traceback" not in output
+    assert "wrong-token-abcdef123456" not in output
