@@ -7,7 +7,9 @@
     access     who is DevOps, who is in which team
     kube       Kubernetes gateway (raw JSON through the official client) and its errors
     gitops     GitHub gateway (PyGithub): files, one commit + one pull request
-    traffic    Prometheus gateway (prometheus-api-client) and its errors
+    traffic    Prometheus gateway (prometheus-api-client): per-cluster Prometheus or one shared query
+               endpoint (Thanos, Mimir, VictoriaMetrics), partial answers as errors
+    promql     scopes PromQL to clusters on a shared endpoint (cluster matcher, aggregations keep the label)
     services   finding a service (a Service plus the workloads it selects) across the fleet
     resources  quantities and what a workload reserves
     leader     Lease-based leader election: one instance runs jobs
