@@ -117,6 +117,12 @@ def test_shared_endpoint_serves_clusters_without_their_own_url():
     assert shared.shared and shared.endpoint == traffic.route("prod-b").endpoint  # one connection, one query
     assert dict(shared.endpoint.headers) == {"X-Scope-OrgID": "ops"} and shared.endpoint.ca_file == "/etc/ca.pem"
     assert not traffic.route("lab").shared and traffic.route("lab").endpoint.bearer_token_env == "LAB_TOKEN"
+    with_token = Traffic(settings.clusters, shared=settings.prometheus, env={"PROMETHEUS_TOKEN": "t1"})
+    assert with_token._prom(shared.endpoint)._session.verify == "/etc/ca.pem"  # TLS checked against ca_file
+    from bot.foundation.traffic import MetricsUnavailable
+
+    with pytest.raises(MetricsUnavailable, match="LAB_TOKEN is not set: it holds the bearer token"):
+        traffic.query("lab", "up", None)
     assert token_values(settings.clusters, settings.prometheus, {"PROMETHEUS_TOKEN": "t1", "LAB_TOKEN": "t2"}) == \
         ["t2", "t1"]
 
