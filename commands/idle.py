@@ -1,5 +1,6 @@
-"""Buttons on the idle-service digest (no slash command of its own): Request deletion, Snooze, Keep
-(with a modal asking why), Un-keep, and the list of kept services."""
+"""`/idle [team] [cluster] | savings` (answered privately from what the scans stored, bot/idle/report.py)
+and the buttons on the idle-service digest and on that list: Request deletion, Snooze, Keep (with a modal
+asking why), Un-keep, the list of kept services, and (DevOps) a fresh scan."""
 from __future__ import annotations
 
 import json
@@ -8,16 +9,91 @@ from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
 
+from blocks import idle_report
+from blocks.common import escape
 from blocks.idle import (KEEP, KEEP_REASON_BLOCK, KEEP_VIEW, KEPT_LIST, REQUEST_DELETION, SNOOZE, UNKEEP,
                          digest_message, keep_modal, kept_list_modal, span)
+from bot.idle import report as idle_report_data
 from bot.idle import store as idle_store
 from bot.foundation.context import Context
 from bot.idle.store import CLEARED, DELETION_REQUESTED, KEPT, OPEN, SNOOZED
 from bot.foundation.store import iso
-from commands.kit import action_value, channel_of, deny, message_ts_of, user_of
+from commands.kit import (UsageError, action_value, channel_of, deny, message_ts_of, safe_respond, usage_text,
+                          user_of, words)
 
 log = logging.getLogger("deckhand.commands.idle")
 MIN_REASON = 5
+COMMAND = "/idle"
+SUMMARY = "idle services per team with reclaimable CPU and memory; savings"
+USAGE = ["[team] [cluster]", "savings"]
+
+
+def scope_of(ctx: Context, user: str, args: list[str]) -> tuple[list[str] | None, str | None]:
+    """[team] [cluster] -> (teams to list, None = all; cluster or None). A team's members see their team
+    by default, DevOps every team; anyone may name a team (reading changes nothing)."""
+    teams = set(ctx.settings.teams) | {idle_store.UNOWNED}
+    clusters = {c.name for c in ctx.settings.clusters}
+    team = cluster = None
+    for word in args:
+        if team is None and cluster is None and word in teams:
+            team = word
+        elif cluster is None and word in clusters:
+            cluster = word
+        else:
+            raise UsageError(f"`{escape(word[:80])}` is neither a team ({', '.join(f'`{escape(t)}`' for t in sorted(teams))}) "
+                             f"nor a cluster ({', '.join(f'`{escape(c)}`' for c in sorted(clusters))}).",
+                             " | ".join(USAGE))
+    if team is not None:
+        return [team], cluster
+    return (None if ctx.access.is_devops(user) else ctx.access.teams_of(user)), cluster
+
+
+def list_payload(ctx: Context, user: str, text: str, note: str | None = None) -> dict:
+    teams, cluster = scope_of(ctx, user, words(text))
+    view = idle_report_data.current(ctx, teams, cluster)
+    return idle_report.list_message(view, args=" ".join(words(text)), devops=ctx.access.is_devops(user),
+                                    own_teams=ctx.access.teams_of(user), note=note)
+
+
+def register_command(app, ctx: Context) -> None:
+    @app.command(COMMAND)
+    def idle_command(ack, body, respond):
+        ack()
+        user, args = user_of(body), words(body.get("text"))
+        sub = args[0].lower() if args else ""
+        if sub == "help" and len(args) == 1:
+            return respond(response_type="ephemeral", text=usage_text(COMMAND, USAGE))
+        if len(args) > 2:
+            return respond(response_type="ephemeral",
+                           text=usage_text(COMMAND, USAGE, f"I don't know `{COMMAND} {escape(' '.join(args))}`."))
+        if sub == "savings" and len(args) == 1:
+            teams = None if ctx.access.is_devops(user) else (ctx.access.teams_of(user) or None)
+            return respond(response_type="ephemeral",
+                           **idle_report.savings_message(idle_report_data.savings(ctx, teams)))
+        respond(response_type="ephemeral", **list_payload(ctx, user, body.get("text") or ""))
+
+    @app.action(idle_report.SCAN)
+    def fresh_scan(ack, body, respond):
+        ack()
+        user = user_of(body)
+        decision = ctx.access.may(user, "ops.run")
+        if not decision:
+            return deny(ctx, respond, user, "ops.run", decision, target=idle_report_data.JOB)
+        text = action_value(body)
+        text = "" if text == "-" else text
+        safe_respond(respond, response_type="ephemeral", replace_original=False,
+                     text=":hourglass_flowing_sand: Scanning every cluster for idle services…")
+        # The job itself, so its Prometheus health guard (no data is never idleness) applies unchanged.
+        outcome = ctx.run_job(idle_report_data.JOB, user) if ctx.run_job else "no scheduler is running"
+        try:
+            payload = list_payload(ctx, user, text, note=escape(clip_note(outcome)))
+        except UsageError:
+            payload = list_payload(ctx, user, "", note=escape(clip_note(outcome)))
+        safe_respond(respond, response_type="ephemeral", replace_original=True, **payload)
+
+
+def clip_note(text: str) -> str:
+    return text if len(text) <= 1500 else text[:1499] + "…"
 
 
 def describe_state(row: dict) -> str:
@@ -32,6 +108,7 @@ def describe_state(row: dict) -> str:
 
 
 def register(app, ctx: Context) -> None:
+    register_command(app, ctx)
     # Thread replies of a digest wait for the parent's ts; after a restart too.
     idle_store.watch_digest_posts(ctx, digest_message)
 
@@ -93,6 +170,13 @@ def register(app, ctx: Context) -> None:
                 key, row = found
                 if allowed(body, client, respond, user, rule, key, row):
                     act(body, client, respond, user, key, row)
+                    shown_for = idle_report.parse_block_id(((body.get("actions") or [{}])[0]).get("block_id") or "")
+                    if shown_for is not None:  # clicked in a /idle list: show it with the new state
+                        try:
+                            safe_respond(respond, response_type="ephemeral", replace_original=True,
+                                         **list_payload(ctx, user, shown_for))
+                        except UsageError:
+                            pass  # a block_id we did not write (it is untrusted input)
             return handler
         return register_button
 

@@ -293,6 +293,7 @@ class NodeJoin(Strict):
     startup_timeout: Duration = timedelta(minutes=15)
     max_unhealthy: Fraction = 0.4
     csr_pending_after: Duration = timedelta(minutes=10)
+    retention: Duration = timedelta(days=90)  # join reports and resolved incidents (/nodes history)
 
 
 class Deletion(Strict):
