@@ -208,8 +208,8 @@ def node_message(view: dict) -> dict:
     blocks.append(section(f"*Incidents ({len(view['incidents'])})*" + ("" if history else ": none")))
     blocks += sections(history)
     attempts = view["attempts"]
-    blocks.append(section(f"*Join attempts ({len(attempts)})*, newest first"
-                          + ("" if attempts else f": none reported in the last {view['retention']}")))
+    blocks.append(section(f"*Join attempts ({len(attempts)})*" + (", newest first" if attempts else
+                                                                   f": none reported in the last {view['retention']}")))
     count = len(attempts)
     shown = 0
     for index, item in enumerate(attempts):

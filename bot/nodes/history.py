@@ -2,8 +2,8 @@
 
 Join attempts are not stored as rows of their own: they are rebuilt from the join script's reports
 (`node_reports`, one row per phase report, kept for `node_join.retention`), so every attempt a node
-ever made survives restarts and nothing needs migrating. A report of phase `discovery` after a later
-phase starts a new attempt, as in reports.record.
+ever made survives restarts and nothing needs migrating. Every run of the join script begins with
+`discovery started` (deploy/node-join/join-node.sh), which starts a new attempt here.
 
 A join is marked slow when it took more than twice the p90 of the cluster's successful joins
 (within the retention), once the cluster has at least MIN_SAMPLES of them to compare with.
@@ -98,7 +98,10 @@ def attempts_from(reports: list[dict]) -> list[Attempt]:
     for row in reports:
         at = parse_iso(row["received_at"])
         current = out[-1] if out else None
-        if current is None or (row["phase"] == "discovery" and current.last_phase != "discovery"):
+        # The script starts every run with `discovery started` and stops at its first failure; a run whose
+        # `started` report was lost still shows as a discovery report after a later phase or a failure.
+        if current is None or (row["phase"] == "discovery" and (
+                row["status"] == "started" or current.last_phase != "discovery" or current.last_status == "failed")):
             current = Attempt(cluster=row["cluster"], node=row["node"], started_at=at, last_at=at)
             out.append(current)
         if row["cluster"]:
@@ -132,11 +135,15 @@ def duration_text(seconds: float) -> str:
 
 
 def p90(values: list[float]) -> float | None:
-    """Nearest-rank 90th percentile; None below MIN_SAMPLES."""
+    """90th percentile, interpolated between the two nearest ranks (numpy's default), so in a small
+    sample one outlier does not become the p90 itself; None below MIN_SAMPLES."""
     if len(values) < MIN_SAMPLES:
         return None
     ordered = sorted(values)
-    return ordered[math.ceil(0.9 * len(ordered)) - 1]
+    position = 0.9 * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
