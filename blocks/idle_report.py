@@ -22,6 +22,10 @@ def _idle_for(seconds: float) -> str:
     return f"{days}d" if days else f"{int(seconds // 3600)}h"
 
 
+def _services(n: int) -> str:
+    return f"{n} service" + ("" if n == 1 else "s")
+
+
 def _amount(totals: dict) -> str:
     return f"{cores(totals['cpu_cores'])}, {gib(totals['memory_bytes'])}"
 
@@ -68,14 +72,14 @@ def list_message(view: dict, *, args: str, devops: bool, own_teams: list[str], n
         blocks.append(context(f":warning: `{escape(outage['cluster'])}` not scanned since {_utc(outage['since'])}: "
                               f"metrics unavailable ({escape(clip(outage['reason'], 200))}); its services are not listed."))
     fleet = view["fleet"]
-    fleet_line = (f"*Fleet:* {fleet['count']} idle services" + (f" ({fleet['kept']} kept)" if fleet["kept"] else "")
+    fleet_line = (f"*Fleet:* {fleet['count']} idle {'service' if fleet['count'] == 1 else 'services'}" + (f" ({fleet['kept']} kept)" if fleet["kept"] else "")
                   + f" · reclaimable *{_amount(fleet)}*")
     tail = [section(fleet_line)]
     if devops:
         tail.append(actions(button("Run a fresh scan", SCAN, args or "-"), block_id="idle-list-scan"))
     if scope is not None and not scope:
         blocks.append(section("You are in no team in deckhand's config, so there is no list of yours. Name a team: "
-                              "`/idle <team>`."))
+                              "`/idle &lt;team&gt;`."))
     elif not view["teams"]:
         who = "your team" if scope and len(scope) == 1 else ("your teams" if scope else "any team")
         blocks.append(section(f"No idle services for {who}" + (f" in `{escape(view['cluster'])}`" if view["cluster"] else "")
@@ -102,7 +106,7 @@ def list_message(view: dict, *, args: str, devops: bool, own_teams: list[str], n
             room -= len(part)
     if hidden:
         blocks.append(context(f"and {hidden} more idle services not shown (Slack shows 50 blocks): narrow it with "
-                              "`/idle <team> <cluster>`."))
+                              "`/idle &lt;team&gt; &lt;cluster&gt;`."))
     text = f"Idle services: {fleet['count']} in the fleet could free {_amount(fleet)}"
     return message(text, blocks + tail)
 
@@ -112,7 +116,7 @@ def savings_message(view: dict) -> dict:
     blocks: list[dict] = [header("Reclaimed and still idle"), context(f"Teams: {escape(scope)} · as of {_utc(view['now'])}")]
     got, idle = view["reclaimed"], view["idle_total"]
     blocks.append(section(f"*Reclaimed so far:* *{_amount(got)}* in {got['actions']} deletions and scale-downs\n"
-                          f"*Still idle:* *{_amount(idle)}* in {idle['count']} services"
+                          f"*Still idle:* *{_amount(idle)}* in {_services(idle['count'])}"
                           + (f" ({idle['kept']} kept, not counted)" if idle["kept"] else "")))
     lines = []
     for month in view["months"]:
@@ -128,7 +132,7 @@ def savings_message(view: dict) -> dict:
         blocks.append(section("*Reclaimed by month:* nothing recorded yet. Deletions through `/service delete` and "
                               "the idle digest count here."))
     if view["idle"]:
-        rows = [f"{escape(t['team'])}: {_amount(t)} in {t['count']} services" for t in view["idle"][:30]]
+        rows = [f"{escape(t['team'])}: {_amount(t)} in {_services(t['count'])}" for t in view["idle"][:30]]
         if len(view["idle"]) > 30:
             rows.append(f"and {len(view['idle']) - 30} more teams")
         blocks.append(section(clip("*Still idle by team*\n" + "\n".join(rows), 3000)))

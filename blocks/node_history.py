@@ -69,8 +69,8 @@ def overview_message(rows: list[dict], now: str) -> dict:
     if not rows:
         blocks.append(section("No clusters are configured (`clusters:` in deckhand.yaml)."))
     blocks += sections([overview_line(r) for r in rows])
-    footer = context(f"As of {_utc(now)} · `/nodes <cluster>` for open incidents and recent joins · "
-                     "`/nodes <cluster> <node>` for a node's whole join story")
+    footer = context(f"As of {_utc(now)} · `/nodes &lt;cluster&gt;` for open incidents and recent joins · "
+                     "`/nodes &lt;cluster&gt; &lt;node&gt;` for a node's whole join story")
     text = f"Nodes in {_plural(len(rows), 'cluster')}" + (f"; {len(down)} did not answer" if down else "")
     return message(text, _fit(blocks, footer, "sections"))
 
@@ -126,7 +126,7 @@ def cluster_message(view: dict) -> dict:
     notes = [f"As of {_utc(view['now'])}"]
     if view.get("slow_after"):
         notes.append(f":turtle: = took over {view['slow_after']} (twice the p90 of this cluster's joins)")
-    notes.append(f"`/nodes {cluster} <node>` for every phase, exit code and log tail")
+    notes.append(f"`/nodes {cluster} &lt;node&gt;` for every phase, exit code and log tail")
     text = f"{view['cluster']}: {_plural(len(incidents), 'open incident')}, {_plural(view['attempt_count'], 'join attempt')}"
     return message(text, _fit(blocks, context(" · ".join(notes)), "sections"))
 
@@ -245,4 +245,4 @@ def unknown_node_text(node: str, clusters: list[str], down: list[str]) -> str:
 
 def waves_text() -> str:
     return (":construction: Node maintenance waves (`/nodes wave`) are not available in this deckhand yet. "
-            "A node named `wave` is shown with `/nodes <cluster> wave`.")
+            "A node named `wave` is shown with `/nodes &lt;cluster&gt; wave`.")
