@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from blocks.canary import card_blocks
-from blocks.common import (MAX_VIEW_BLOCKS, actions, button, confirm, context, divider, escape, header, section)
+from blocks.common import (MAX_VIEW_BLOCKS, actions, button, confirm, context, cores, divider, escape, gib, header,
+                           section)
 from blocks.service import ACTION_APPROVE, ACTION_REJECT
 
 MAX_ITEMS = 8
@@ -29,7 +30,8 @@ def _more(count: int, shown: int, what: str) -> list[dict]:
 
 
 def home_view(*, user: str, is_devops: bool, teams: list[str], pulls: list[dict], canaries: list, traffic: dict,
-              canary_errors: list[str], awaiting: list, mine: list, incidents: list[dict], now: datetime) -> dict:
+              canary_errors: list[str], awaiting: list, mine: list, incidents: list[dict], now: datetime,
+              idle: dict | None = None) -> dict:
     who = "DevOps" if is_devops else (", ".join(teams) if teams else "no team in deckhand's config")
     blocks: list[dict] = [header("deckhand"), context(f"<@{user}> · {escape(who)} · updated {now:%Y-%m-%d %H:%M} UTC")]
 
@@ -88,6 +90,17 @@ def home_view(*, user: str, is_devops: bool, teams: list[str], pulls: list[dict]
         blocks += _more(len(incidents), 15, "incidents")
     else:
         blocks.append(context("None. :white_check_mark:"))
+    blocks.append(context("`/nodes` shows every cluster's nodes; `/nodes &lt;cluster&gt; &lt;node&gt;` a node's whole "
+                          "join story."))
+
+    blocks += [divider(), section("*Idle services*" if is_devops else "*Your teams' idle services*")]
+    if idle and idle["count"]:
+        kept = f" ({idle['kept']} kept)" if idle["kept"] else ""
+        blocks.append(section(f"{idle['count']} idle{kept}, reclaimable *{cores(idle['cpu_cores'])}, "
+                              f"{gib(idle['memory_bytes'])}*"))
+    else:
+        blocks.append(context("None listed. :white_check_mark:" if teams or is_devops else "You are in no team."))
+    blocks.append(context("`/idle` lists them with their buttons; `/idle savings` shows what was reclaimed."))
 
     if len(blocks) > MAX_VIEW_BLOCKS:
         blocks = blocks[: MAX_VIEW_BLOCKS - 1] + [context("Some items were left out to fit Slack's limit.")]

@@ -11,6 +11,7 @@ import threading
 
 from blocks.home import home_view
 from bot import canary
+from bot.idle import report as idle_report
 from bot.nodes import alerts
 from bot.pipelines import requests as pipeline_requests
 from bot.canary.traffic import canary_traffic
@@ -85,4 +86,5 @@ def build(ctx: Context, user: str) -> dict:
     mine = [r for r in requests_ if r.requester == user]
     return home_view(user=user, is_devops=is_devops, teams=teams, pulls=pulls, canaries=live, traffic=traffic,
                      canary_errors=[str(e) for e in found.errors], awaiting=awaiting, mine=mine,
-                     incidents=alerts.open_incidents(ctx), now=ctx.now())
+                     incidents=alerts.open_incidents(ctx), now=ctx.now(),
+                     idle=idle_report.current(ctx, None if is_devops else teams)["shown"] if (teams or is_devops) else None)

@@ -89,5 +89,8 @@ def test_home_view_golden():
                   "acked_by": DEVOPS}]
     view = home_view(user=PAY_DEV, is_devops=False, teams=["payments"], pulls=pulls, canaries=[], traffic={},
                      canary_errors=["prod-b: list virtualservices failed: the API server did not answer (timed out)"],
-                     awaiting=[], mine=[], incidents=incidents, now=now)
+                     awaiting=[], mine=[], incidents=incidents, now=now,
+                     idle={"count": 3, "kept": 1, "cpu_cores": 2.75, "memory_bytes": 5 * 2**30})
     assert_golden("home_developer", view)
+    text = str(view)
+    assert "`/nodes`" in text and "`/idle`" in text and "3 idle (1 kept), reclaimable *2.75 cores, 5.0 GiB*" in text

@@ -76,7 +76,7 @@ def current(ctx: Context, teams: list[str] | None, cluster: str | None = None) -
     return {"now": iso(now), "scan": last_scan(ctx), "window": ctx.settings.idle.window.total_seconds(),
             "snooze": ctx.settings.idle.snooze.total_seconds(), "cluster": cluster,
             "teams": [{"team": t, "items": by_team[t], "totals": _totals(by_team[t])} for t in order],
-            "fleet": _totals(items), "scope": sorted(teams) if teams is not None else None,
+            "fleet": _totals(items), "shown": _totals(shown), "scope": sorted(teams) if teams is not None else None,
             "outages": [{"cluster": o["cluster"], "since": o["since"], "reason": o["reason"]} for o in outages
                         if not cluster or o["cluster"] == cluster]}
 

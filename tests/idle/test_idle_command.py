@@ -89,6 +89,12 @@ def test_a_team_member_sees_their_team_and_devops_see_every_team(bot_factory, pr
     bot.clock.advance(days=3)
     assert "Idle for *10d*" in shown(ask(bot, user=PAY_DEV))
 
+    # App Home shows the same totals, and where to ask for more.
+    bot.sender.event({"type": "app_home_opened", "user": PAY_DEV, "channel": "D0HOME", "tab": "home"})
+    home = bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("views.publish")
+                                       if c.args.get("user_id") == PAY_DEV], timeout=15)[-1].args["view"]
+    assert "2 idle, reclaimable *2.75 cores, 4.8 GiB*" in json.dumps(home) and "`/idle savings`" in json.dumps(home)
+
 
 def test_the_lists_buttons_act_like_the_digests_and_show_the_new_state(bot_factory, prometheus_factory):
     bot = scanned(bot_factory, prometheus_factory)
