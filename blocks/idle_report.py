@@ -82,8 +82,10 @@ def list_message(view: dict, *, args: str, devops: bool, own_teams: list[str], n
                               "`/idle &lt;team&gt;`."))
     elif not view["teams"]:
         who = "your team" if scope and len(scope) == 1 else ("your teams" if scope else "any team")
-        blocks.append(section(f"No idle services for {who}" + (f" in `{escape(view['cluster'])}`" if view["cluster"] else "")
-                              + ". :tada:"))
+        where = f" in `{escape(view['cluster'])}`" if view["cluster"] else ""
+        # Skipped clusters prove nothing (the scan's guard): no celebration while some were not scanned.
+        sure = view["scan"] is not None and not view["outages"]
+        blocks.append(section(f"No idle services for {who}{where}" + (". :tada:" if sure else " in what was scanned.")))
     room = MAX_MESSAGE_BLOCKS - len(blocks) - len(tail) - 1  # one for "and N more"
     hidden = 0
     for team in view["teams"]:

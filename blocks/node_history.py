@@ -244,5 +244,5 @@ def unknown_node_text(node: str, clusters: list[str], down: list[str]) -> str:
 
 
 def waves_text() -> str:
-    return (":construction: Node maintenance waves (`/nodes wave`) are not available in this deckhand yet. "
+    return ("Node maintenance waves (`/nodes wave`) are not available in this deckhand yet. "
             "A node named `wave` is shown with `/nodes &lt;cluster&gt; wave`.")

@@ -170,6 +170,12 @@ def test_help_unknown_input_and_the_reserved_word_wave_answer_with_usage(bot_fac
     bot.kube["prod-a"].add(node("wave", bot.clock()))
     assert "*Now:* Ready" in shown(ask(bot, "prod-a wave"))
 
+    seen = len(bot.slack.responses)
+    bot.sender.command("/ops", "help", user_id=PAY_DEV)
+    listing = json.dumps(bot.slack.wait_for(lambda: bot.slack.responses[seen:])[0]["blocks"], ensure_ascii=False)
+    assert "*/nodes* \u2014" in listing and "`/nodes [cluster] [node]`" in listing and "`/nodes wave`" in listing
+    assert "*/idle* \u2014" in listing and "`/idle savings`" in listing
+
 
 def test_a_join_much_slower_than_the_clusters_p90_is_marked(bot_factory):
     bot = bot_factory(clusters=("prod-a",))
