@@ -120,5 +120,5 @@ def with_permalinks(ctx: Context, client, incidents: list[dict]) -> None:
             continue
         try:
             item["permalink"] = client.chat_getPermalink(channel=item["channel"], message_ts=item["ts"])["permalink"]
-        except (SlackApiError, KeyError) as exc:
+        except (SlackApiError, KeyError, OSError) as exc:  # OSError: Slack unreachable
             log.info("chat.getPermalink for incident %s failed: %s", item["id"], exc)

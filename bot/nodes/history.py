@@ -154,29 +154,22 @@ def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def cluster_attempts(ctx, cluster: str, since: datetime | None = None) -> list[Attempt]:
-    """Every attempt in the cluster (within the retention, or since `since`), slow ones marked."""
+    """Every attempt in the cluster within the retention (or since `since`), oldest report first per node."""
     since = since or ctx.now() - ctx.settings.node_join.retention
     rows = ctx.store.query("SELECT * FROM node_reports WHERE cluster = ? AND received_at >= ? ORDER BY node, id",
                            [cluster, iso(since)])
-    attempts = [a for reports in _grouped(rows).values() for a in attempts_from(reports)]
-    mark_slow(ctx, cluster, attempts)
-    return attempts
+    return [a for reports in _grouped(rows).values() for a in attempts_from(reports)]
 
 
-def slow_threshold(ctx, cluster: str) -> float | None:
-    since = iso(ctx.now() - ctx.settings.node_join.retention)
-    rows = ctx.store.query("SELECT * FROM node_reports WHERE cluster = ? AND received_at >= ? ORDER BY node, id",
-                           [cluster, since])
-    joined = [a.seconds for reports in _grouped(rows).values() for a in attempts_from(reports) if a.joined]
-    typical = p90(joined)
+def slow_after(attempts: list[Attempt]) -> float | None:
+    """Seconds past which a join is slow: twice the p90 of the successful ones among `attempts`."""
+    typical = p90([a.seconds for a in attempts if a.joined])
     return typical * SLOW_FACTOR if typical is not None else None
 
 
-def mark_slow(ctx, cluster: str, attempts: list[Attempt], threshold: float | None = None) -> float | None:
-    threshold = threshold if threshold is not None else slow_threshold(ctx, cluster)
+def mark_slow(attempts: list[Attempt], threshold: float | None) -> None:
     for attempt in attempts:
         attempt.slow = bool(threshold and attempt.joined and attempt.seconds > threshold)
-    return threshold
 
 
 # -- incidents --------------------------------------------------------------------------------------
@@ -263,7 +256,8 @@ def cluster_view(ctx, cluster: str, recent: int = 10) -> dict:
     now = ctx.now()
     stalled = ctx.settings.node_join.startup_timeout
     attempts = cluster_attempts(ctx, cluster)
-    threshold = mark_slow(ctx, cluster, attempts)
+    threshold = slow_after(attempts)
+    mark_slow(attempts, threshold)
     attempts.sort(key=lambda a: a.last_at, reverse=True)
     incidents = [incident_view(r, now) for r in _incident_rows(ctx, "i.cluster = ? AND i.state = 'open'", [cluster])]
     return {"cluster": cluster, "now": iso(now), "incidents": incidents, "attempt_count": len(attempts),
@@ -298,7 +292,8 @@ def node_view(ctx, cluster: str, node: str) -> dict:
     reports = ctx.store.query("SELECT * FROM node_reports WHERE cluster IN (?, '') AND node = ? ORDER BY id",
                               [cluster, node])
     attempts = attempts_from(reports)
-    threshold = mark_slow(ctx, cluster, attempts)
+    threshold = slow_after(cluster_attempts(ctx, cluster))  # compared with the whole cluster's joins
+    mark_slow(attempts, threshold)
     incidents = [incident_view(r, now) for r in _incident_rows(ctx, "i.cluster IN (?, '') AND i.node = ?",
                                                                 [cluster, node])]
     silences = [{"by": r["actor"], "at": r["at"], "until": json.loads(r["params"] or "{}").get("until"),

@@ -99,6 +99,11 @@ def test_a_cluster_shows_open_incidents_with_links_to_their_alerts_and_the_last_
     assert "reached `ready`, *joined* in 50s" in attempts[1]  # worker-10: newest first
     assert all("worker-00" not in line for line in attempts)  # the oldest ones are left out
 
+    # Slack refusing the permalink (here: the message was deleted) only leaves the link out.
+    bot.slack.fail("chat.getPermalink", error="message_not_found", times=None)
+    text = shown(ask(bot, "prod-a"))
+    assert "*Join failed*" in text and "alert message>" not in text
+
 
 def test_a_node_shows_every_attempt_across_a_restart_with_who_acknowledged_and_silenced(bot_factory, tmp_path):
     db_path = str(tmp_path / "shared.db")
