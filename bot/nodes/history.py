@@ -156,8 +156,10 @@ def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
 def cluster_attempts(ctx, cluster: str, since: datetime | None = None) -> list[Attempt]:
     """Every attempt in the cluster within the retention (or since `since`), oldest report first per node."""
     since = since or ctx.now() - ctx.settings.node_join.retention
-    rows = ctx.store.query("SELECT * FROM node_reports WHERE cluster = ? AND received_at >= ? ORDER BY node, id",
-                           [cluster, iso(since)])
+    # Messages and log tails (up to 4 KiB each) are left out: only a node's own view shows them.
+    rows = ctx.store.query("SELECT id, received_at, cluster, node, phase, status, exit_code, script_version, "
+                           "'' AS message, '' AS log_tail FROM node_reports WHERE cluster = ? AND received_at >= ? "
+                           "ORDER BY node, id", [cluster, iso(since)])
     return [a for reports in _grouped(rows).values() for a in attempts_from(reports)]
 
 
