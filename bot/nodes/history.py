@@ -195,6 +195,14 @@ def incident_view(row: dict, now: datetime) -> dict:
 
 
 # -- what the cluster says now ----------------------------------------------------------------------
+def get_node(ctx, cluster: str, node: str) -> dict | None:
+    """One Node by name through `list` with a field selector: deckhand's RBAC grants `list` on nodes
+    (the scan needs it), not `get` (deploy/kubernetes/access/clusterrole.yaml). `node` is a checked
+    DNS name, so it cannot widen the selector."""
+    items = ctx.kube.list(cluster, NODES, field_selector=f"metadata.name={node}")
+    return next((i for i in items if (i.get("metadata") or {}).get("name") == node), None)
+
+
 def _list_nodes(ctx, cluster: str) -> tuple[list[dict] | None, str]:
     try:
         return ctx.kube.list(cluster, NODES), ""
@@ -277,7 +285,7 @@ def clusters_knowing(ctx, node: str) -> tuple[list[str], list[str]]:
 
     def lookup(cluster: str) -> tuple[bool, bool]:
         try:
-            return ctx.kube.get(cluster, NODES, None, node) is not None, True
+            return get_node(ctx, cluster, node) is not None, True
         except KubeError:
             return False, False
 
@@ -309,7 +317,7 @@ def node_view(ctx, cluster: str, node: str) -> dict:
             "slow_after": duration_text(threshold) if threshold else None,
             "retention": alerts.humanize(ctx.settings.node_join.retention)}
     try:
-        obj = ctx.kube.get(cluster, NODES, None, node)
+        obj = get_node(ctx, cluster, node)
     except KubeError as exc:
         return {**view, "reachable": False, "error": str(exc)}
     if obj is None:
