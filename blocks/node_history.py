@@ -244,5 +244,5 @@ def unknown_node_text(node: str, clusters: list[str], down: list[str]) -> str:
 
 
 def waves_text() -> str:
-    return ("Node maintenance waves (`/nodes wave`) are not available in this deckhand yet. "
+    return ("`/nodes wave` takes no arguments: it opens the planner for a node maintenance wave. "
             "A node named `wave` is shown with `/nodes &lt;cluster&gt; wave`.")

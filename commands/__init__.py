@@ -18,12 +18,12 @@ from slack_bolt import BoltResponse
 
 from blocks.common import error_text
 from bot.foundation.context import Context, new_error_id
-from commands import canary, home, idle, nodes, ops, pipeline, service
+from commands import canary, home, idle, nodes, ops, pipeline, service, waves
 from commands.kit import UsageError, UserFacingError, channel_of, usage_text, user_of
 
 log = logging.getLogger("deckhand.commands")
 
-MODULES = [ops, pipeline, canary, service, nodes, idle, home]
+MODULES = [ops, pipeline, canary, service, nodes, waves, idle, home]
 
 
 def help_lines() -> list[tuple[str, list[str], str]]:

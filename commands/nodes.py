@@ -19,6 +19,7 @@ from bot.foundation.context import Context
 from bot.foundation.store import iso
 from bot.nodes import alerts, history
 from commands.kit import action_value, deny, safe_respond, usage_text, user_of, words
+from commands.waves import open_planner
 
 log = logging.getLogger("deckhand.commands.nodes")
 
@@ -60,7 +61,7 @@ def register(app, ctx: Context) -> None:
 
 # -- /nodes [cluster] [node] | wave --------------------------------------------------------------------
 COMMAND = "/nodes"
-SUMMARY = "nodes per cluster, open incidents and every join attempt"
+SUMMARY = "nodes per cluster, open incidents, every join attempt; maintenance waves"
 USAGE = ["[cluster] [node]", "wave"]
 RESERVED = ("help", "wave")  # first words that are subcommands, never a cluster or node name
 
@@ -77,6 +78,8 @@ def register_command(app, ctx: Context) -> None:
         first = args[0]
         if first.lower() == "help" and len(args) == 1:
             return answer({"text": usage_text(COMMAND, USAGE)})
+        if first.lower() == "wave" and len(args) == 1:
+            return open_planner(ctx, client, body, respond)
         if first.lower() == "wave":
             return answer({"text": usage_text(COMMAND, USAGE, history_blocks.waves_text())})
         if len(args) > 2:

@@ -12,11 +12,11 @@ import threading
 import time
 
 from bot.foundation.context import Context, new_error_id
-from jobs import audit_feed, canary_reminders, deletion_expiry, idle_scan, node_scan, pr_poll
+from jobs import audit_feed, canary_reminders, deletion_expiry, idle_scan, node_scan, node_waves, pr_poll
 
 log = logging.getLogger("deckhand.jobs")
 
-MODULES = [node_scan, idle_scan, canary_reminders, pr_poll, deletion_expiry, audit_feed]
+MODULES = [node_scan, node_waves, idle_scan, canary_reminders, pr_poll, deletion_expiry, audit_feed]
 JOBS = {m.NAME: m for m in MODULES}
 _running: dict[str, threading.Lock] = {name: threading.Lock() for name in JOBS}
 

@@ -31,6 +31,9 @@ RULES: dict[str, set[str]] = {
     "alert.ack": {"anyone"},
     "alert.silence": {"devops"},
     "ops.run": {"devops"},
+    "wave.plan": {"devops"},
+    "wave.start": {"devops"},     # and not the person who planned it (bot/nodes/waves.py: four eyes)
+    "wave.operate": {"devops"},   # pause, resume, abort, hand back
 }
 
 

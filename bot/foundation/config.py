@@ -319,6 +319,30 @@ class Pipelines(Strict):
         return v
 
 
+class Waves(Strict):
+    """Node maintenance waves (/nodes wave): drain, reinstall, rejoin without taking a role below its floor."""
+
+    enabled: bool = True
+    role_label: str = "node-role.kubernetes.io/*"   # a label key, or a key prefix ending in * (suffix = role)
+    interval: Duration = timedelta(seconds=30)     # how often a running wave is advanced
+    node_timeout: Duration = timedelta(minutes=45)  # the modal's default per-node timeout
+
+    @field_validator("role_label")
+    @classmethod
+    def _role_label(cls, v: str) -> str:
+        key = v[:-1] if v.endswith("*") else v
+        if not re.fullmatch(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]?[-A-Za-z0-9_.]*", key) or "*" in key or not key:
+            raise ValueError(f"{v!r} is not a label key (e.g. node-role.kubernetes.io/* or node.example.com/role)")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=5):
+            raise ValueError("must be at least 5s")
+        return v
+
+
 class Lease(Strict):
     # Which configured cluster holds the Lease; unset = the cluster deckhand runs in (in-cluster),
     # and no election at all when deckhand runs outside Kubernetes.
@@ -342,6 +366,7 @@ class Settings(Strict):
     pipelines: Pipelines = Pipelines()
     lease: Lease = Lease()
     prometheus: SharedPrometheus | None = None
+    waves: Waves = Waves()
 
     @model_validator(mode="after")
     def _unique_clusters(self) -> "Settings":

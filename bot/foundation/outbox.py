@@ -78,6 +78,30 @@ class Outbox:
             db.execute("UPDATE outbox SET payload = ? WHERE id = ?", [json.dumps(payload), rows[0]["id"]])
             return True
 
+    def show(self, ref: str, channel: str, text: str, blocks: list | None = None) -> None:
+        """Post the message known as `ref`, or update it in place (or the queued post, if not sent yet).
+
+        A message deckhand keeps current (a wave card, an approval request) goes through here, so it
+        survives Slack outages and restarts and is never posted twice."""
+        for _ in range(3):
+            rows = self.store.query("SELECT state, ts, channel FROM outbox WHERE ref = ? AND method = 'chat.postMessage' "
+                                    "ORDER BY id DESC LIMIT 1", [ref])
+            if not rows or rows[0]["state"] == "failed":
+                self.post(channel, text, blocks, ref=ref)
+                return
+            if rows[0]["state"] == "sent" and rows[0]["ts"]:
+                self.update(rows[0]["channel"], rows[0]["ts"], text, blocks, ref=f"{ref}:update")
+                return
+            if self.replace_pending(ref, text, blocks):
+                return
+            # it was sent between our read and the replace: read again and update it
+
+    def posted_at(self, ref: str) -> tuple[str, str] | None:
+        """(channel, ts) of the message `ref` once Slack accepted it."""
+        rows = self.store.query("SELECT channel, ts FROM outbox WHERE ref = ? AND method = 'chat.postMessage' "
+                                "AND state = 'sent' ORDER BY id DESC LIMIT 1", [ref])
+        return (rows[0]["channel"], rows[0]["ts"]) if rows and rows[0]["ts"] else None
+
     def _enqueue(self, channel: str, method: str, payload: dict, ref: str | None) -> int:
         row_id = self.store.insert("outbox", {
             "channel": channel, "method": method, "payload": json.dumps(payload), "state": "pending",

@@ -165,6 +165,20 @@ MIGRATIONS: list[list[str]] = [
             key TEXT PRIMARY KEY, cluster TEXT NOT NULL, namespace TEXT NOT NULL, service TEXT NOT NULL,
             revision TEXT NOT NULL, reminded_at TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT, ts TEXT)""",
     ],
+    # node maintenance waves (bot/nodes/waves.py): a wave per row, its nodes with their phase; one active
+    # wave per cluster (the partial unique index), states and phases move by compare-and-set.
+    [
+        """CREATE TABLE waves (
+            id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, state TEXT NOT NULL, spec TEXT NOT NULL,
+            plan TEXT NOT NULL, requested_by TEXT NOT NULL, started_by TEXT, batch INTEGER NOT NULL DEFAULT 0,
+            waiting TEXT, note TEXT, channel TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            ended_at TEXT)""",
+        "CREATE UNIQUE INDEX waves_active ON waves(cluster) WHERE state IN ('planned', 'running', 'paused')",
+        """CREATE TABLE wave_nodes (
+            wave_id INTEGER NOT NULL, node TEXT NOT NULL, batch INTEGER NOT NULL, phase TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}', cordoned INTEGER NOT NULL DEFAULT 0, phase_at TEXT NOT NULL,
+            PRIMARY KEY (wave_id, node))""",
+    ],
 ]
 
 

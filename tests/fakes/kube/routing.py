@@ -218,8 +218,11 @@ class _RoutingMixin:
         if sub == "eviction":
             if method != "POST":
                 raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed")
-            obj = self._api_delete(rt, ns, name, (body or {}).get("deleteOptions") or {}, dry_run)
+            with self._lock:  # check and delete at once, as the API server's budget update is a CAS
+                self._check_eviction(ns, name)  # PodDisruptionBudgets (eviction.py)
+                obj = self._api_delete(rt, ns, name, (body or {}).get("deleteOptions") or {}, dry_run)
             if not dry_run:
+                self._after_eviction(obj)
                 self._fire("evict", rt, obj)
             return 201, JSON, _dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                       "code": 201})

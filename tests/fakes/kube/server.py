@@ -18,6 +18,7 @@ import yaml
 
 from .common import JSON, _dumps, _now
 from .errors import ApiError, status_body
+from .eviction import EvictionMixin
 from .kubeconfig import write_kubeconfig
 from .patches import merge_patch
 from .recording import SESSION_CALLS, Headers, RecordedRequest, _Rule
@@ -29,7 +30,7 @@ from .store import _Entry, _StoreMixin
 # ------------------------------------------------------------------------------------------------
 # The fake
 # ------------------------------------------------------------------------------------------------
-class KubeFake(_RoutingMixin, _StoreMixin):
+class KubeFake(_RoutingMixin, _StoreMixin, EvictionMixin):
     """An in-memory Kubernetes API server on http://127.0.0.1:<free port>."""
 
     def __init__(self, *, seed_namespaces: bool = True, strict_namespaces: bool = False, token: str = "fake-token",
