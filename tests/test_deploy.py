@@ -64,7 +64,8 @@ def test_every_rendered_object_validates(base, remote, version):
                      "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
     assert {o["kind"] for o in remote} == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
                                            "Secret"}
-    assert one(remote, "ClusterRole") == one(base, "ClusterRole")  # the same rights in every cluster
+    for role in ("deckhand", "deckhand-waves"):  # the same rights in every cluster
+        assert one(remote, "ClusterRole", role) == one(base, "ClusterRole", role)
     token = one(remote, "Secret")
     assert token["type"] == "kubernetes.io/service-account-token"
     assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == \
@@ -159,12 +160,15 @@ def test_mounted_config_is_valid_and_its_kubeconfig_paths_are_mounted(base):
 def test_rbac_binds_the_service_account_and_never_grants_wildcards_or_escalation(base):
     account = one(base, "ServiceAccount")["metadata"]
     for binding_kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-        binding = one(base, binding_kind)
-        assert binding["roleRef"]["kind"] == role_kind
-        one(base, role_kind, binding["roleRef"]["name"])
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
-                                        "namespace": account["namespace"]}]
-    rules = one(base, "ClusterRole")["rules"]
+        for binding in [o for o in base if o["kind"] == binding_kind]:
+            assert binding["roleRef"]["kind"] == role_kind
+            one(base, role_kind, binding["roleRef"]["name"])
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
+                                            "namespace": account["namespace"]}]
+    waves = {(g, r, v) for rule in one(base, "ClusterRole", "deckhand-waves")["rules"] for g in rule["apiGroups"]
+             for r in rule["resources"] for v in rule["verbs"]}
+    assert waves == {("", "nodes", "patch"), ("", "pods", "list"), ("", "pods/eviction", "create")}
+    rules = one(base, "ClusterRole", "deckhand")["rules"]
     granted = {(group, resource, verb) for r in rules for group in r["apiGroups"] for resource in r["resources"]
                for verb in r["verbs"]}
     assert not any("*" in item for item in granted)
@@ -173,6 +177,20 @@ def test_rbac_binds_the_service_account_and_never_grants_wildcards_or_escalation
     assert ("certificates.k8s.io", "certificatesigningrequests/approval", "update") not in granted
     assert ("argoproj.io", "rollouts/status", "patch") in granted
     assert ("networking.istio.io", "virtualservices", "patch") in granted
+
+
+def test_waves_rights_come_from_one_component_that_can_be_left_out(tmp_path):
+    import shutil
+
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBE, copy)
+    kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
+    assert kustomization["components"] == ["components/waves"]
+    del kustomization["components"]
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    without = kustomize(copy)
+    assert not [o for o in without if o["metadata"]["name"] == "deckhand-waves"]
+    assert one(without, "ClusterRole", "deckhand")
 
 
 def test_secret_example_names_every_secret_the_app_reads_and_holds_no_values():

@@ -18,9 +18,11 @@ from tests.fakes.kube import SESSION_CALLS
 from tests.fakes.slack import SESSION_METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
-RBAC_FILES = [ROOT / "deploy/kubernetes/access/clusterrole.yaml", ROOT / "deploy/kubernetes/leader-election.yaml"]
+RBAC_FILES = [ROOT / "deploy/kubernetes/access/clusterrole.yaml", ROOT / "deploy/kubernetes/leader-election.yaml",
+              ROOT / "deploy/kubernetes/components/waves/clusterrole.yaml"]
 FEATURE_TESTS = {"test_service.py", "test_service_approval.py", "test_canary_istio.py", "test_canary_argo.py",
-                 "test_idle_detection.py", "test_nodes_scan.py", "test_leader.py", "test_pipeline_create.py"}
+                 "test_idle_detection.py", "test_nodes_scan.py", "test_leader.py", "test_pipeline_create.py",
+                 "test_waves.py"}
 
 # Slack Web API method -> the bot scope it needs (https://api.slack.com/methods); None = no scope.
 METHOD_SCOPES = {
