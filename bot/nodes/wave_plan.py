@@ -101,7 +101,13 @@ class Window:
         return local
 
     def __str__(self) -> str:
-        days = ",".join(DAYS[d] for d in sorted(self.days))
+        runs: list[list[int]] = []
+        for day in sorted(self.days):
+            if runs and runs[-1][-1] == day - 1:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        days = ",".join(DAYS[r[0]] if len(r) == 1 else f"{DAYS[r[0]]}-{DAYS[r[-1]]}" for r in runs)
         return f"{days} {self.start:%H:%M}-{self.end:%H:%M} {self.zone}"
 
 
