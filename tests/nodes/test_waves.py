@@ -247,7 +247,8 @@ def test_the_traffic_guard_waits_while_prometheus_cannot_say(bot):
 def test_every_wrong_field_is_named_at_once(bot):
     seed_fleet(bot.kube_fake(), bot.clock(), {"worker": 3})
     bot.sender.command("/nodes", "wave", user_id=DEVOPS, channel_id="C0OPS")
-    bot.slack.wait_for(lambda: [v for v in bot.slack.views.values() if v.get("callback_id") == wave_blocks.PLAN_CALLBACK])
+    bot.slack.wait_for(lambda: [v for v in bot.slack.views.values() if v.get("callback_id") == wave_blocks.PLAN_CALLBACK],
+                       timeout=20)
     from tests.nodes.waves_support import form
     response = bot.sender.view_submission(wave_blocks.PLAN_CALLBACK, form(
         selector="rack in ()", max_unavailable="0", floor="150%", timeout="soon", window="someday",
@@ -262,7 +263,7 @@ def test_every_wrong_field_is_named_at_once(bot):
 def test_only_devops_may_open_the_planner(bot):
     response = bot.sender.command("/nodes", "wave", user_id=OUTSIDER, channel_id="C0OPS")
     assert response.status_code == 200
-    answer = bot.slack.wait_for(lambda: bot.slack.responses and bot.slack.responses[-1])
+    answer = bot.slack.wait_for(lambda: bot.slack.responses and bot.slack.responses[-1], timeout=20)
     assert "only DevOps" in answer["text"]
     assert not [v for v in bot.slack.views.values() if v.get("callback_id") == wave_blocks.PLAN_CALLBACK]
 
@@ -274,7 +275,27 @@ def test_one_wave_per_cluster_at_a_time(bot):
     from tests.nodes.waves_support import form
     bot.sender.view_submission(wave_blocks.PLAN_CALLBACK, form(selector="worke-2", kind="names", floor="1"),
                                user_id=DEVOPS2)
-    bot.flush()
-    dm = bot.slack.wait_for(lambda: [m for m in bot.slack.messages(DEVOPS2).values() if "one wave per" in m["text"]])
+    dm = bot.slack.wait_for(lambda: bot.flush() is not None and [
+        m for m in bot.slack.messages(DEVOPS2).values() if "one wave per" in m["text"]], timeout=20)
     assert "already planned" in dm[0]["text"]
     assert len(bot.ctx.store.query("SELECT id FROM waves")) == 1
+
+
+def test_the_traffic_guard_holds_a_batch_while_istio_traffic_is_above_it(bot_factory, prometheus_factory):
+    from tests.fakes.istio_metrics import IstioMetrics
+    from tests.harness import FakeClock
+
+    metrics = IstioMetrics.recent(timedelta(hours=2), step=timedelta(minutes=1))
+    metrics.http("checkout", "shop", src_workload="frontend", src_namespace="web", rps=50, histogram=False)
+    server = prometheus_factory(metrics)
+    bot = bot_factory(prometheus={"prod-a": server.url}, clock=FakeClock(server.eval_time))
+    fake = bot.kube_fake()
+    seed_fleet(fake, bot.clock(), {"worker": 3})
+    busy = plan_wave(bot, selector="worke-1", kind="names", floor="1", guard="10")
+    click(bot, busy, wave_blocks.START)
+    assert phases(bot, busy) == {"worke-1": "queued"} and not unschedulable(fake, "worke-1")
+    assert "above the guard of 10 req/s" in card_text(bot, busy)
+    click(bot, busy, wave_blocks.ABORT)
+    quiet = plan_wave(bot, selector="worke-1", kind="names", floor="1", guard="1000")
+    click(bot, quiet, wave_blocks.START)
+    assert unschedulable(fake, "worke-1"), "below the guard the batch starts"

@@ -65,14 +65,15 @@ def plan_wave(bot, user: str = DEVOPS, **fields) -> int:
     """`/nodes wave`, then submit the modal; returns the planned wave's id once its card is in #alerts."""
     answer = bot.sender.command("/nodes", "wave", user_id=user, channel_id="C0OPS")
     assert answer.status_code == 200
-    bot.slack.wait_for(lambda: [v for v in bot.slack.views.values() if v.get("callback_id") == wave_blocks.PLAN_CALLBACK])
+    bot.slack.wait_for(lambda: [v for v in bot.slack.views.values() if v.get("callback_id") == wave_blocks.PLAN_CALLBACK],
+                       timeout=20)
     before = _wave_ids(bot)
     response = bot.sender.view_submission(wave_blocks.PLAN_CALLBACK, form(**fields), user_id=user)
     assert response.status_code == 200 and not response.content, response.text
-    new = bot.slack.wait_for(lambda: sorted(set(_wave_ids(bot)) - set(before)))
+    new = bot.slack.wait_for(lambda: sorted(set(_wave_ids(bot)) - set(before)), timeout=20)
     # The planner tells the user last (a DM through the outbox): then the card is queued too.
     bot.slack.wait_for(lambda: bot.ctx.store.query(
-        "SELECT id FROM outbox WHERE channel = ? AND payload LIKE ?", [user, f'%Wave #{new[0]} %']))
+        "SELECT id FROM outbox WHERE channel = ? AND payload LIKE ?", [user, f'%Wave #{new[0]} %']), timeout=20)
     bot.flush()
     return new[0]
 

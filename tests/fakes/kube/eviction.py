@@ -55,6 +55,14 @@ def _scaled(value: Any, total: int) -> int:
     return int(value)
 
 
+def _selector_text(pdb: dict) -> str | None:
+    """matchLabels as a label selector, to list only the pods a budget covers (None: list them all)."""
+    selector = (pdb.get("spec") or {}).get("selector") or {}
+    if selector.get("matchExpressions") or not selector.get("matchLabels"):
+        return None
+    return ",".join(f"{k}={v}" for k, v in sorted(selector["matchLabels"].items()))
+
+
 def budget_status(pdb: dict, pods: list[dict]) -> dict:
     """What the disruption controller would write in .status for these pods."""
     namespace = pdb["metadata"].get("namespace")
@@ -83,10 +91,13 @@ class EvictionMixin:
         """Evicted pods owned by a ReplicaSet get a replacement on another schedulable, Ready node."""
         self.replace_evicted, self.replacement_ready = True, ready
 
-    def refresh_budgets(self) -> None:
-        """Recompute every PodDisruptionBudget's status from the pods (the disruption controller's job)."""
-        pods = self.list("pods")
-        for pdb in self.list("poddisruptionbudgets"):
+    def refresh_budgets(self, pod: dict | None = None) -> None:
+        """Recompute PodDisruptionBudgets' status from the pods (the disruption controller's job): every
+        budget, or only those selecting `pod` (in its namespace)."""
+        namespace = pod["metadata"].get("namespace") if pod else None
+        budgets = [b for b in self.list("poddisruptionbudgets", namespace) if pod is None or _selects(b, pod)]
+        for pdb in budgets:
+            pods = self.list("pods", pdb["metadata"].get("namespace"), label_selector=_selector_text(pdb))
             status = budget_status(pdb, pods)
             if pdb.get("status") != status:
                 self.add(dict(pdb, status=status))
@@ -102,7 +113,7 @@ class EvictionMixin:
         if not budgets:
             return
         pdb = budgets[0]
-        status = budget_status(pdb, self.list("pods", ns))
+        status = budget_status(pdb, self.list("pods", ns, label_selector=_selector_text(pdb)))
         if not _ready(pod) and status["currentHealthy"] >= status["desiredHealthy"]:
             return  # IfHealthyBudget: an unhealthy pod may go while the budget holds
         if status["disruptionsAllowed"] <= 0:
@@ -112,7 +123,7 @@ class EvictionMixin:
                            details={"causes": [{"reason": "DisruptionBudget", "message": cause}]})
 
     def _after_eviction(self, pod: dict) -> None:
-        self.refresh_budgets()
+        self.refresh_budgets(pod)
         if not self.replace_evicted:
             return
         owner = next((r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
@@ -131,4 +142,4 @@ class EvictionMixin:
         ready = "True" if self.replacement_ready else "False"
         fresh["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]}
         self.add(fresh)
-        self.refresh_budgets()
+        self.refresh_budgets(fresh)
