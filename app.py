@@ -14,15 +14,17 @@ import threading
 import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from flask import request as flask_request
-from slack_bolt import App
+from flask import Response, request as flask_request
+from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.flask import SlackRequestHandler
 
 import commands
+from commands.kit import CheckedRespond
 from commands.pool import ListenerPool, urgent
 import jobs
 from bot.foundation.config import ConfigError, Secrets, load_settings
 from bot.foundation.context import Context, build_context
+from bot.foundation.doors import SlackDoor, check_slack_signature
 from bot.foundation.health import probes
 from bot.foundation.logs import setup_logging
 from bot.foundation.traffic import token_values
@@ -33,26 +35,44 @@ MANIFESTS = "deploy/slack/manifest.yaml (Socket Mode) or deploy/slack/manifest-h
 
 
 class DeckhandApp(App):
-    """Bolt's App, plus the two things that must wrap a whole request.
+    """Bolt's App, plus the things that must wrap a whole request.
 
     Bolt's sync middleware `next()` only marks the chain as continued (slack_bolt/app/app.py
     dispatch): the listener runs after every middleware has returned, so anything that must
     surround the listener's submission or see the final response lives here, not in middleware.
+
+    Verification lives here too, not in Bolt's RequestVerification middleware: Bolt's check raises
+    on a timestamp that is not a number (`int("abc")`), which sends the *unverified* request to the
+    global error handler, and it logs the whole body of every forged request at INFO. Here the
+    signature is checked before Bolt sees the request; the HTTP route (build_web) has already
+    checked it on the raw bytes, before any parsing; this catches every other caller (the console).
     """
 
     def __init__(self, ctx: Context, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(request_verification_enabled=False, **kwargs)
         self._ctx = ctx
+        self.names = commands.SlackNames()
+        self.door = SlackDoor(ctx.secrets.slack_signing_secret, ctx.store, ctx.metrics)
 
     def dispatch(self, req):
         started = time.perf_counter()
+        if req.mode != "socket_mode":  # Socket Mode: Slack's own WebSocket, opened with the app token
+            reason = check_slack_signature(self._ctx.secrets.slack_signing_secret,
+                                           (req.raw_body or "").encode("utf-8"), req.headers)
+            if reason is not None:
+                self._ctx.metrics.refused.labels(door="slack", reason=reason).inc()
+                self.door.rejections.note(f"signature check failed: {reason}")
+                return BoltResponse(status=401, body={"error": "invalid request"})
+        req.context[commands.VERIFIED] = True
+        if req.context.response_url:
+            req.context["respond"] = CheckedRespond(req.context.response_url, self._ctx.secrets.slack_api_url)
         body = req.body or {}
         if body.get("type") == "view_submission":
             with urgent():  # commands/pool.py: the modal's ack must not queue behind slow work
                 response = super().dispatch(req)
         else:
             response = super().dispatch(req)
-        kind, name = commands.request_name(body)
+        kind, name = commands.request_name(body, self.names)
         status = getattr(response, "status", 200) or 200
         self._ctx.metrics.requests.labels(kind=kind, name=name, outcome="ok" if status < 400 else "error").inc()
         log.debug("%s %s acked in %.1f ms", kind, name, (time.perf_counter() - started) * 1000)
@@ -81,7 +101,7 @@ def build_bolt(ctx: Context, workers: int = 8) -> App:
         listener_executor=executor,
         logger=logging.getLogger("deckhand.bolt"),
     )
-    commands.register_all(bolt, ctx)
+    bolt.names = commands.register_all(bolt, ctx)
     return bolt
 
 
@@ -116,7 +136,15 @@ def hooks(ctx: Context) -> dict:
 def build_web(ctx: Context, bolt: App):
     web = create_web(ctx, hooks(ctx))
     handler = SlackRequestHandler(bolt)
-    web.add_url_rule("/slack/events", "slack_events", lambda: handler.handle(flask_request), methods=["POST"])
+
+    def slack_events():
+        # The signature is checked on the raw bytes before Bolt parses a byte of the body.
+        refusal = bolt.door.admit(flask_request.get_data(), flask_request.headers, flask_request.remote_addr)
+        if refusal is not None:
+            return Response(refusal[1], status=refusal[0], mimetype="text/plain")
+        return handler.handle(flask_request)
+
+    web.add_url_rule("/slack/events", "slack_events", slack_events, methods=["POST"])
     return web
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from slack_bolt import BoltResponse
 
@@ -31,18 +32,90 @@ def help_lines() -> list[tuple[str, list[str], str]]:
     return [(m.COMMAND, m.USAGE, m.SUMMARY) for m in MODULES if getattr(m, "COMMAND", None)]
 
 
-def request_name(body: dict) -> tuple[str, str]:
+class SlackNames:
+    """The commands, subcommands, action ids, callback ids and event types deckhand registered.
+
+    Metrics labels and log lines name a request only by these; anything else is `other`, so a
+    body cannot mint new series (each series costs memory until restart, and `/metrics` grows).
+    """
+
+    KINDS = {"command", "action", "view", "event", "options", "shortcut"}
+
+    def __init__(self) -> None:
+        self.names: dict[str, set[str]] = {kind: set() for kind in self.KINDS}
+        self.subcommands: dict[str, set[str]] = {}
+
+    def add(self, kind: str, constraint: Any) -> None:
+        if isinstance(constraint, dict):
+            constraint = constraint.get("callback_id") or constraint.get("action_id") or constraint.get("type")
+        if isinstance(constraint, str):
+            self.names[kind].add(constraint)
+
+    def learn_usage(self) -> None:
+        """`/ops help`, `/pipeline batch-image`: the literal first word of each usage line."""
+        for command, usage, _ in help_lines():
+            words_ = {line.split(" ", 1)[0].strip("[]") for line in usage if line}
+            self.subcommands[command] = {w for w in words_ if w and w.replace("-", "").isalnum()}
+
+    def name(self, kind: str, value: Any) -> str:
+        return value if isinstance(value, str) and value in self.names.get(kind, ()) else "other"
+
+    def command(self, command: Any, text: Any) -> str:
+        if self.name("command", command) == "other":
+            return "other"
+        sub = (text if isinstance(text, str) else "").strip().split(" ", 1)[0]
+        return f"{command} {sub}" if sub in self.subcommands.get(command, ()) else command
+
+
+class _Recording:
+    """Stands in for the Bolt app while the feature modules register, noting every name they claim."""
+
+    def __init__(self, app, names: SlackNames):
+        self._app, self._names = app, names
+
+    def __getattr__(self, attr: str):
+        return getattr(self._app, attr)
+
+    def _claim(self, kind: str, method: str):
+        def claim(constraints, *args, **kwargs):
+            self._names.add(kind, constraints)
+            return getattr(self._app, method)(constraints, *args, **kwargs)
+        return claim
+
+    @property
+    def command(self):
+        return self._claim("command", "command")
+
+    @property
+    def action(self):
+        return self._claim("action", "action")
+
+    @property
+    def view(self):
+        return self._claim("view", "view")
+
+    @property
+    def event(self):
+        return self._claim("event", "event")
+
+
+def request_name(body: dict, names: SlackNames | None = None) -> tuple[str, str]:
+    """(kind, name) of a request for metrics and logs, both from fixed or registered sets only."""
+    names = names or SlackNames()
     if body.get("command"):
-        sub = (body.get("text") or "").strip().split(" ", 1)[0]
-        return "command", f"{body['command']} {sub}".strip()
+        return "command", names.command(body.get("command"), body.get("text"))
     kind = body.get("type", "event")
     if kind == "block_actions":
-        return "action", ((body.get("actions") or [{}])[0]).get("action_id", "?")
+        actions = body.get("actions")
+        first = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+        return "action", names.name("action", first.get("action_id"))
     if kind in ("view_submission", "view_closed"):
-        return "view", (body.get("view") or {}).get("callback_id", "?")
+        view = body.get("view") if isinstance(body.get("view"), dict) else {}
+        return "view", names.name("view", view.get("callback_id"))
     if kind == "event_callback":
-        return "event", (body.get("event") or {}).get("type", "?")
-    return kind, "?"
+        event = body.get("event") if isinstance(body.get("event"), dict) else {}
+        return "event", names.name("event", event.get("type"))
+    return (kind if kind in ("url_verification", "app_rate_limited", "shortcut", "message_action") else "other"), "other"
 
 
 def dedupe_key(body: dict) -> str | None:
@@ -78,8 +151,15 @@ class SeenKeys:
             return True
 
 
-def register_all(app, ctx: Context) -> None:
+VERIFIED = "deckhand_verified"  # set on a request's context by app.DeckhandApp.dispatch once its signature holds
+
+
+def register_all(app, ctx: Context) -> SlackNames:
+    """Register the middleware, the error handler and every feature's listeners; return the names
+    they registered (app.DeckhandApp labels metrics with them)."""
     seen = SeenKeys()
+    names = SlackNames()
+    names.learn_usage()
 
     def first_delivery(key: str, retry: str | None) -> bool:
         if not seen.first(key):
@@ -99,9 +179,9 @@ def register_all(app, ctx: Context) -> None:
         key = dedupe_key(body)
         retry = (req.headers.get("x-slack-retry-num") or [None])[0]
         if key and not first_delivery(key, retry):
-            kind, name = request_name(body)
+            kind, name = request_name(body, names)
             ctx.metrics.requests.labels(kind=kind, name=name, outcome="duplicate").inc()
-            log.info("dropped duplicate delivery %s (retry %s)", key, retry)
+            log.info("dropped duplicate delivery of %s %s (retry %s)", kind, name, retry)
             return BoltResponse(status=200, body="")
         return next()
 
@@ -120,9 +200,14 @@ def register_all(app, ctx: Context) -> None:
         return next()  # modal submissions take the urgent lane in app.DeckhandApp.dispatch
 
     @app.error
-    def show_error(error, body, respond, client, logger):
+    def show_error(error, body, context, respond, client, logger):
+        kind, name = request_name(body or {}, names)
+        if not (context or {}).get(VERIFIED):
+            # Never act on a body whose signature did not hold: its response_url, channel and user
+            # are whatever the sender chose. app.DeckhandApp refuses those before Bolt; belt and braces.
+            log.warning("error on an unverified request (%s); not answering it", type(error).__name__)
+            return
         user = user_of(body or {})
-        kind, name = request_name(body or {})
         if isinstance(error, UsageError):
             text = usage_text(body.get("command", ""), [error.usage], str(error)) if body.get("command") else str(error)
         elif isinstance(error, UserFacingError):
@@ -133,13 +218,26 @@ def register_all(app, ctx: Context) -> None:
             log.error("error id %s in %s %s for %s", error_id, kind, name, user, exc_info=error)
             text = error_text("Something went wrong", f"deckhand hit an unexpected error while handling {name}.",
                               "Try again; if it keeps happening, tell DevOps the error id.", error_id)
+        channel = channel_of(body or {})
+        via_url = respond is not None and bool(body.get("response_url") or (body.get("response_urls") or [None])[0])
+
+        def show() -> None:
+            try:
+                if via_url:
+                    respond(response_type="ephemeral", replace_original=False, text=text)
+                elif channel and user != "unknown":
+                    client.chat_postEphemeral(channel=channel, user=user, text=text)
+            except Exception as exc:  # Slack itself failing must not raise from the error handler
+                log.warning("could not show the error to %s: %s", user, exc)
+
+        # An error can surface on the HTTP request thread (middleware, a modal's ack); Slack calls
+        # there would hold the thread for as long as Slack (or a dead response_url) takes.
+        executor = ctx.extras.get("listener_executor")
         try:
-            if respond is not None and (body.get("response_url") or (body.get("response_urls") or [None])[0]):
-                respond(response_type="ephemeral", replace_original=False, text=text)
-            elif channel_of(body or {}) and user != "unknown":
-                client.chat_postEphemeral(channel=channel_of(body), user=user, text=text)
-        except Exception as exc:  # Slack itself failing must not raise from the error handler
-            log.warning("could not show the error to %s: %s", user, exc)
+            executor.submit(show) if executor is not None else threading.Thread(target=show, daemon=True).start()
+        except RuntimeError:  # shutting down: the pool takes no more work
+            log.warning("could not show the error to %s: deckhand is shutting down", user)
 
     for module in MODULES:
-        module.register(app, ctx)
+        module.register(_Recording(app, names), ctx)
+    return names

@@ -5,9 +5,13 @@ import logging
 import shlex
 from typing import Any, Callable
 
+from slack_bolt.context.respond import Respond
+
 from blocks.common import error_text, escape
 from bot.foundation.access import Decision
 from bot.foundation.context import Context, new_error_id
+from bot.foundation.doors import allowed_response_url
+from bot.foundation.logs import redact_deep
 
 log = logging.getLogger("deckhand.commands")
 
@@ -80,3 +84,22 @@ def safe_respond(respond: Callable, **kwargs: Any) -> None:
         respond(**kwargs)
     except Exception as exc:
         log.info("respond() failed: %s", exc)
+
+
+class CheckedRespond(Respond):
+    """Bolt's respond(), but only to Slack's own hosts, and with tokens redacted from what is sent.
+
+    A response_url is an address deckhand POSTs to; one that points anywhere else (an internal
+    service, a slow host holding a thread) is refused, whoever supplied it. Text that quotes an
+    upstream error could carry a token an upstream echoed back; it is redacted here, once.
+    """
+
+    def __init__(self, response_url: str | None, slack_api_url: str | None):
+        super().__init__(response_url=response_url)
+        self.allowed = allowed_response_url(response_url, slack_api_url)
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        if not self.allowed:
+            log.warning("not responding: the response_url is not on Slack's hooks host or SLACK_API_URL's host")
+            return None
+        return super().__call__(*redact_deep(list(args)), **redact_deep(kwargs))

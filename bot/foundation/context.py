@@ -21,6 +21,7 @@ from bot.foundation.access import Access
 from bot.foundation.config import Secrets, Settings
 from bot.foundation.gitops import GitOps
 from bot.foundation.kube import KubeGateway
+from bot.foundation.logs import redact_deep, remember_secrets
 from bot.foundation.metrics import Metrics
 from bot.foundation.outbox import Outbox
 from bot.foundation.store import Audit, Store, utcnow
@@ -29,12 +30,22 @@ from bot.foundation.traffic import Traffic
 log = logging.getLogger("deckhand")
 
 
+class RedactingWebClient(WebClient):
+    """Every Web API call's arguments pass through the one redactor (bot/foundation/logs.py): an error
+    text that quotes an upstream which echoed a token must not carry it into a channel."""
+
+    def api_call(self, api_method: str, *, data: dict | None = None, params: dict | None = None,
+                 json: dict | None = None, **kwargs: Any):
+        return super().api_call(api_method, data=redact_deep(data), params=redact_deep(params),
+                                json=redact_deep(json), **kwargs)
+
+
 def slack_client(token: str | None, base_url: str | None, timeout: int = 10) -> WebClient:
     """slack_sdk client with retries on 429 (after Retry-After), 5xx and dropped connections."""
     kwargs: dict[str, Any] = {"token": token, "timeout": timeout}
     if base_url:
         kwargs["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
-    client = WebClient(**kwargs)
+    client = RedactingWebClient(**kwargs)
     client.retry_handlers = [
         ConnectionErrorRetryHandler(max_retry_count=2),
         RateLimitErrorRetryHandler(max_retry_count=3),
@@ -82,6 +93,7 @@ def build_context(
     settings: Settings, secrets: Secrets, db_path: str, clock: Callable[[], datetime] = utcnow,
     *, outbox_interval: float = 1.0, github_write_pacing: float | None = 0.5, backend_timeout: float = 10.0,
 ) -> Context:
+    remember_secrets(secrets.values())
     store = Store(db_path, clock=clock)
     metrics = Metrics()
     slack = slack_client(secrets.slack_bot_token, secrets.slack_api_url) if secrets.slack_bot_token else None

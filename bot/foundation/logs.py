@@ -6,22 +6,64 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from typing import Any
 
-# Slack, GitHub and bearer token shapes, redacted even if a secret was never configured here.
-TOKEN_PATTERNS = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|gh[pousr]_[A-Za-z0-9]{20,}|"
-                            r"github_pat_[A-Za-z0-9_]{20,}|(?i:bearer)\s+[A-Za-z0-9._~+/-]{16,}=*)")
+# Token shapes, redacted even if the secret was never configured here: Slack (xoxb-, xoxp-, xapp-…),
+# GitHub (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_), JWTs (a Kubernetes service account token is one:
+# base64url header "eyJ…", payload, signature), and the value of any Bearer or Authorization header.
+TOKEN_PATTERNS = re.compile(
+    r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/-]{8,}=*)")
+# "Authorization: token abc", "'authorization': 'Basic abc=='": keep the name, drop the credentials.
+AUTHORIZATION = re.compile(r"""((?i:authorization|x-api-key|private-token)["']?\s*[:=]\s*["']?)"""
+                           r"""(?:(?i:bearer|token|basic)\s+)?[^\s"',;}\]]+""")
+REDACTED = "[redacted]"
+
+# Every secret value deckhand was configured with (build_context and setup_logging add them), so that
+# redact() needs no arguments and any caller (logs, Slack posts, metrics) gets the same answer.
+_known_secrets: list[str] = []
+_known_lock = threading.Lock()
+
+
+def remember_secrets(secrets: list[str | None]) -> None:
+    global _known_secrets
+    with _known_lock:
+        merged = set(_known_secrets) | {s for s in secrets if s and len(s) >= 6}
+        _known_secrets = sorted(merged, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """`text` without any configured secret or token-shaped string. The one redactor: logs, every
+    Slack post (bot/foundation/context.py's client, commands/kit.py's respond) and /metrics use it."""
+    for secret in (secrets if secrets is not None else _known_secrets):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    text = AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
+    return TOKEN_PATTERNS.sub(REDACTED, text)
+
+
+def redact_deep(value: Any) -> Any:
+    """redact() every string inside dicts, lists and tuples (Block Kit payloads)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_deep(v) for v in value)
+    return value
 
 
 class Redactor(logging.Filter):
     def __init__(self, secrets: list[str]):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        remember_secrets(self.secrets)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return TOKEN_PATTERNS.sub("[redacted]", text)
+        return redact(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bot.foundation.logs import redact
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -10,6 +12,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter("deckhand_requests_total", "Slack commands, actions and views handled",
                                 ["kind", "name", "outcome"], registry=r)
+        self.refused = Counter("deckhand_refused_requests_total",
+                               "Requests refused at a door before their body was read", ["door", "reason"], registry=r)
         self.errors = Counter("deckhand_errors_total", "Unhandled errors shown to users with an error id",
                               ["where"], registry=r)
         self.job_runs = Counter("deckhand_job_runs_total", "Scheduled job runs", ["job", "outcome"], registry=r)
@@ -24,4 +28,6 @@ class Metrics:
         self.leader = Gauge("deckhand_leader", "1 when this instance holds the lease and acts", registry=r)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        # Label values come from fixed sets, registered names and backend error kinds; an error kind is
+        # an upstream's word, so the text goes through the one redactor too.
+        return redact(generate_latest(self.registry).decode("utf-8")).encode("utf-8")
