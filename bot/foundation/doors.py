@@ -188,11 +188,16 @@ class SlackReplays:
             self._writer.join(timeout=5)
 
 
+SLACK_REFUSALS = ("no-signing-secret", "unsigned", "bad-timestamp", "stale", "bad-signature", "replay")
+
+
 class SlackDoor:
     """`/slack/events`: signature on the raw bytes, then replay, before Bolt parses anything."""
 
     def __init__(self, secret: str | None, store, metrics):
         self.secret, self.metrics = secret, metrics
+        for reason in SLACK_REFUSALS:  # every series exists from the start: a flood adds none
+            metrics.refused.labels(door="slack", reason=reason)
         self.replays = SlackReplays(store)
         self.rejections = RejectionLog("/slack/events")
 
