@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
@@ -403,6 +403,15 @@ class Settings(Strict):
         return next((c for c in self.clusters if c.name == name), None)
 
 
+HOOK_SECRET_PREFIX = "DECKHAND_HOOK_SECRET_"
+
+
+def hook_secret_env(cluster: str) -> str:
+    """The variable holding a cluster's own node-join secret: prod-a -> DECKHAND_HOOK_SECRET_PROD_A
+    (upper-cased; anything but A-Z and 0-9 becomes `_`, as environment variable names allow)."""
+    return HOOK_SECRET_PREFIX + re.sub(r"[^A-Z0-9]", "_", cluster.upper())
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Secrets only ever come from the environment; repr() never shows them."""
@@ -414,6 +423,9 @@ class Secrets:
     github_token: str | None
     hook_secret: str | None
     github_webhook_secret: str | None
+    # DECKHAND_HOOK_SECRET_<CLUSTER>: a cluster's own node-join secret (see hook_secret_env), keyed by
+    # the variable's suffix. A report for that cluster is then accepted only with this secret.
+    cluster_hook_secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Secrets":
@@ -427,11 +439,18 @@ class Secrets:
             github_token=get("GITHUB_TOKEN"),
             hook_secret=get("DECKHAND_HOOK_SECRET"),
             github_webhook_secret=get("GITHUB_WEBHOOK_SECRET"),
+            cluster_hook_secrets={key[len(HOOK_SECRET_PREFIX):]: value for key, value in env.items()
+                                  if key.startswith(HOOK_SECRET_PREFIX) and len(key) > len(HOOK_SECRET_PREFIX)
+                                  and value},
         )
 
     def values(self) -> list[str]:
         """Every secret value set, for log redaction."""
-        return [v for k, v in self.__dict__.items() if v and k != "slack_api_url"]
+        found = [v for k, v in self.__dict__.items() if v and isinstance(v, str) and k != "slack_api_url"]
+        return found + [v for v in self.cluster_hook_secrets.values() if v]
+
+    def cluster_hook_secret(self, cluster: str) -> str | None:
+        return self.cluster_hook_secrets.get(hook_secret_env(cluster)[len(HOOK_SECRET_PREFIX):]) or None
 
     def __repr__(self) -> str:
         return "Secrets(" + ", ".join(f"{k}={'set' if v else 'unset'}" for k, v in self.__dict__.items()) + ")"

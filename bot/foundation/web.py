@@ -49,8 +49,11 @@ def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
         handler = hooks.get(name)
         if handler is None:
             return jsonify(error=f"no hook named {name}"), 404
+        # Read outside the try: a body over MAX_BODY raises werkzeug's 413, which must answer 413
+        # (too_large below), not be caught as a hook failure and turned into a 500.
+        raw = request.get_data(cache=False)
         try:
-            status, body = handler(request.get_data(cache=False), request.headers)
+            status, body = handler(raw, request.headers)
         except Exception as exc:
             error_id = new_error_id()
             log.error("hook %s failed (error id %s)", name, error_id, exc_info=exc)

@@ -3,11 +3,16 @@
 Authentication (the join script, deploy/node-join/join-node.sh, does exactly this):
 
     X-Deckhand-Timestamp: <unix seconds>
-    X-Deckhand-Signature: sha256=<hex HMAC-SHA256(DECKHAND_HOOK_SECRET, "<timestamp>.<raw body>")>
+    X-Deckhand-Signature: sha256=<64 lowercase hex: HMAC-SHA256(secret, "<timestamp>.<raw body>")>
 
-A timestamp more than 5 minutes from the bot's clock (either way) is rejected, and a signature
-seen before answers "duplicate" without storing anything, so a captured report cannot be
-replayed and a curl retry of a delivered report does not count twice.
+Both headers must have exactly that shape (anything else is 401, before any arithmetic). The
+secret is DECKHAND_HOOK_SECRET, or a cluster's own DECKHAND_HOOK_SECRET_<CLUSTER>: when a cluster
+has one, its reports are accepted only with it, so a node holding one cluster's secret cannot
+report for another (a discovery failure, which names no cluster, is accepted with any of them).
+
+A timestamp more than 5 minutes from the bot's clock (either way) is rejected, and a report whose
+computed signature was accepted before answers "duplicate" without storing anything, so a captured
+report cannot be replayed and a curl retry of a delivered report does not count twice.
 
 A `failed` report is stored, turned into an incident and queued for Slack in one transaction
 (the outbox drainer posts it within a second); a later `ok` for the same or a later phase
@@ -21,10 +26,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from bot.nodes import alerts
+from bot.foundation.config import HOOK_SECRET_PREFIX, Secrets, hook_secret_env
 from bot.foundation.context import Context
+from bot.foundation.doors import header, unix_seconds
 from bot.foundation.store import iso
 
 PHASES = ("discovery", "config", "join", "ready")
@@ -35,7 +42,7 @@ MAX_SKEW_SECONDS = 300
 TIMESTAMP_HEADER = "X-Deckhand-Timestamp"
 SIGNATURE_HEADER = "X-Deckhand-Signature"
 REQUIRED = ("cluster", "node", "phase", "status", "message", "log_tail", "script_version", "timestamp")
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")  # fullmatch: `$` allows "\n"
 
 
 class Rejected(Exception):
@@ -62,49 +69,69 @@ def handle_report(ctx: Context, body: bytes, headers) -> tuple[int, dict]:
     if not ctx.is_leader():  # only the acting instance writes; curl --retry tries again on 503
         return 503, {"error": "this deckhand instance is standing by for another; retry in a few seconds"}
     try:
-        verify(ctx.secrets.hook_secret, body, headers, ctx.now())
+        digest, signers = verify(ctx.secrets, body, headers, ctx.now())
         report = parse(body, [c.name for c in ctx.settings.clusters])
+        authorize(ctx.secrets, report, signers)
     except Rejected as exc:
         return exc.status, {"error": exc.reason}
-    signature = _header(headers, SIGNATURE_HEADER) or ""
     with ctx.store.tx():
-        if not ctx.store.once(f"node-report:{signature.lower()}", "accepted"):
+        if not ctx.store.once(f"node-report:{digest}", "accepted"):
             return 200, {"status": "duplicate", "detail": "this exact report was already accepted"}
         report_id = record(ctx, report)
     return 202, {"status": "accepted", "id": report_id}
 
 
 # -- authentication ---------------------------------------------------------------------------------
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+GLOBAL = ""  # the signer name of DECKHAND_HOOK_SECRET; a cluster's own secret signs as the cluster's name
+
+
 def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str | None, body: bytes, headers, now: datetime) -> None:
-    if not secret:
+def verify(secrets: Secrets, body: bytes, headers, now: datetime) -> tuple[str, set[str]]:
+    """Check the headers' shape, the clock and the HMAC on the raw body; return the signature and who
+    could have made it (GLOBAL and/or the env suffixes of the cluster secrets that match)."""
+    keys = {GLOBAL: secrets.hook_secret} if secrets.hook_secret else {}
+    keys.update(secrets.cluster_hook_secrets)
+    if not keys:
         raise Rejected(503, "node-join reports are disabled: DECKHAND_HOOK_SECRET is not set on the bot")
     if len(body) > MAX_BODY:
         raise Rejected(413, f"report body is {len(body)} bytes; the limit is {MAX_BODY} (64 KiB)")
-    stamp = _header(headers, TIMESTAMP_HEADER)
-    given = _header(headers, SIGNATURE_HEADER)
+    stamp = header(headers, TIMESTAMP_HEADER)
+    given = header(headers, SIGNATURE_HEADER)
     if not stamp or not given:
         raise Rejected(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
-    if not stamp.strip().isdigit():
-        raise Rejected(401, f"{TIMESTAMP_HEADER} must be Unix seconds, got {stamp[:40]!r}")
-    skew = now.timestamp() - int(stamp)
+    seconds = unix_seconds(stamp)
+    if seconds is None:
+        raise Rejected(401, f"{TIMESTAMP_HEADER} must be Unix seconds (ASCII digits only)")
+    skew = now.timestamp() - seconds
     if abs(skew) > MAX_SKEW_SECONDS:
         when = "old" if skew > 0 else "in the future"
         raise Rejected(401, f"report timestamp is {int(abs(skew))}s {when} (limit {MAX_SKEW_SECONDS}s); "
                             "check the node's clock (NTP)")
-    if not hmac.compare_digest(sign(secret, stamp.strip(), body), given.strip().lower()):
-        raise Rejected(401, "signature does not match: the node and the bot must share DECKHAND_HOOK_SECRET, "
-                            "and the HMAC covers '<timestamp>.<raw body>'")
+    if not _SIGNATURE.fullmatch(given):
+        raise Rejected(401, f"{SIGNATURE_HEADER} must be exactly sha256=<64 lowercase hex digits>")
+    signers = {name for name, secret in keys.items() if hmac.compare_digest(sign(secret, stamp, body), given)}
+    if not signers:
+        raise Rejected(401, "signature does not match: the node and the bot must share DECKHAND_HOOK_SECRET "
+                            "(or the cluster's DECKHAND_HOOK_SECRET_<CLUSTER>), and the HMAC covers "
+                            "'<timestamp>.<raw body>'")
+    return given, signers
 
 
-def _header(headers, name: str) -> str | None:
-    value = headers.get(name)
-    if value is None and isinstance(headers, Mapping):
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
+def authorize(secrets: Secrets, report: "JoinReport", signers: set[str]) -> None:
+    """A cluster with its own secret takes reports signed with it only; others take the shared one."""
+    if report.cluster == "":
+        return  # discovery failed: the node does not know its cluster, so any of our secrets will do
+    variable = hook_secret_env(report.cluster)
+    if secrets.cluster_hook_secret(report.cluster):
+        if variable[len(HOOK_SECRET_PREFIX):] not in signers:
+            raise Rejected(401, f"a report for cluster {report.cluster} must be signed with {variable}")
+    elif GLOBAL not in signers:
+        raise Rejected(401, f"cluster {report.cluster} has no {variable}; its reports must be signed with "
+                            "DECKHAND_HOOK_SECRET")
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -133,7 +160,7 @@ def parse(body: bytes, clusters: list[str]) -> JoinReport:
     if len(data["message"]) > 2000:
         raise Rejected(400, "message is longer than 2000 characters")
     node = data["node"]
-    if not _NODE_NAME.match(node) or len(node) > 253:
+    if not _NODE_NAME.fullmatch(node) or len(node) > 253:
         raise Rejected(400, f"node {node[:80]!r} is not a valid node name (lowercase DNS name)")
     cluster = data["cluster"]
     if cluster not in clusters and not (cluster == "" and data["phase"] == "discovery"):
