@@ -64,6 +64,8 @@ class PullRequest:
     state: str  # open | closed
     merged: bool
     branch: str
+    merge_sha: str | None = None  # the merge commit, once merged (GitHub sets a test merge sha before)
+    head_sha: str | None = None
 
 
 class GitOps:
@@ -166,7 +168,9 @@ class GitOps:
             pr = self.repo().get_pull(number)
         except Exception as exc:
             raise github_error(f"read pull request #{number}", exc) from None
-        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), pr.head.ref)
+        merged = bool(pr.merged)
+        return PullRequest(pr.number, pr.html_url, pr.state, merged, pr.head.ref,
+                           pr.merge_commit_sha if merged else None, pr.head.sha)
 
     # -- writing -----------------------------------------------------------------------------
     def propose(self, branch: str, changes: dict[str, str | None], title: str, body: str,

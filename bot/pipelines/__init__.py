@@ -76,7 +76,6 @@ def handle_github_webhook(ctx: Context, body: bytes, headers) -> tuple[int, dict
         action = payload.get("action")
         pull = payload.get("pull_request") or {}
         repo = str((payload.get("repository") or {}).get("full_name") or "")
-        branch = str((pull.get("head") or {}).get("ref") or "")
         number = int(pull.get("number") or payload.get("number"))
         login = str(((pull.get("merged_by") or payload.get("sender") or {}).get("login")) or "unknown")
     except (ValueError, TypeError, AttributeError, OverflowError):
@@ -87,11 +86,41 @@ def handle_github_webhook(ctx: Context, body: bytes, headers) -> tuple[int, dict
         return 200, {"ok": True, "ignored": "not the GitOps repository"}
     if action != "closed":
         return 200, {"ok": True, "ignored": f"action {action}"}
+    return _closed(ctx, number, _header(headers, "X-GitHub-Delivery"), f"github:{login}")
+
+
+def _closed(ctx: Context, number: int, delivery: str | None, actor: str) -> tuple[int, dict]:
+    """A signed `closed` event is news, not proof: before a merge can delete anything, GitHub's API
+    says whether the pull request is closed and merged, and at which merge commit. The pull request
+    and that commit are the dedupe key, so a resend under a new delivery id does nothing twice."""
+    if ctx.gitops is None:
+        return 503, {"error": "the github: section is not configured, so a closed pull request cannot be "
+                              "confirmed with GitHub's API; configure it (the webhook is refused meanwhile)"}
+    try:
+        pull = ctx.gitops.pull(number)
+    except GitOpsError as exc:  # not the sender's fault, and nothing recorded: the poller settles it
+        return 202, {"ok": True, "deferred": f"could not confirm pull request #{number} with GitHub ({exc}); "
+                                             "the pr-poll job settles it, or redeliver the webhook"}
+    if pull.state != "closed":
+        return 200, {"ok": True, "ignored": f"GitHub says #{number} is {pull.state}, not closed"}
+    outcome = f"merged:{pull.merge_sha}" if pull.merged else f"closed:{pull.head_sha}"
+    keys = [f"github-pr:{number}:{outcome}"] + ([f"github-delivery:{delivery}"] if delivery else [])
     # Recorded only for a delivery we act on, so a rejected one leaves nothing behind.
-    delivery = _header(headers, "X-GitHub-Delivery")
-    if delivery and not ctx.store.once(f"github-delivery:{delivery}"):
+    with ctx.store.tx():
+        fresh = [ctx.store.once(key) for key in keys]
+    if not all(fresh):
+        with ctx.store.tx() as db:  # a key this delivery just added must not outlive the duplicate
+            for key, new in zip(keys, fresh):
+                if new:
+                    db.execute("DELETE FROM processed WHERE key = ?", [key])
         return 200, {"ok": True, "duplicate": True}
-    result = on_closed(ctx, branch, number, bool(pull.get("merged")), actor=f"github:{login}", source="webhook")
+    try:
+        result = on_closed(ctx, pull.branch, pull.number, pull.merged, actor=actor, source="webhook")
+    except Exception:
+        with ctx.store.tx() as db:  # let a redelivery (or the poller) try again
+            for key in keys:
+                db.execute("DELETE FROM processed WHERE key = ?", [key])
+        raise
     return 200, {"ok": True, "result": result}
 
 
