@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from blocks.common import clip, context, escape, section
+from blocks.common import clip, context, escape, link, mention, section
 
 
 def audit_line(row: dict) -> str:
@@ -11,9 +11,9 @@ def audit_line(row: dict) -> str:
     cluster = f" on `{escape(row['cluster'])}`" if row.get("cluster") else ""
     params = json.loads(row.get("params") or "{}")
     reason = f" — {escape(clip(str(params['reason']), 120))}" if params.get("reason") else ""
-    link = f" (<{row['permalink']}|link>)" if row.get("permalink") else ""
-    return (f"`{row['at'][11:16]}` <@{row['actor']}> {escape(row['action'])}{target}{cluster}: "
-            f"*{escape(row['result'])}*{reason}{link}")
+    permalink = f" ({link(row['permalink'], 'link')})" if row.get("permalink") else ""
+    return (f"`{escape(row['at'][11:16])}` {mention(row['actor'])} {escape(row['action'])}{target}{cluster}: "
+            f"*{escape(row['result'])}*{reason}{permalink}")
 
 
 def audit_feed_message(rows: list[dict]) -> dict:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from blocks.common import (MAX_MESSAGE_BLOCKS, actions, button, confirm, context, cores, error_text, escape, fields, fit_message,
-                           gib, header, section)
+from blocks.common import (MAX_MESSAGE_BLOCKS, actions, button, confirm, context, cores, error_text, escape, fields,
+                           fit_message, gib, group_mention, header, mention, section)
 
 STEP, PROMOTE, ABORT, REFRESH = "canary_step", "canary_promote", "canary_abort", "canary_refresh"
 BACKENDS = {"istio": "Istio", "argo": "Argo Rollouts"}
@@ -36,10 +36,19 @@ def _where(ref) -> str:
     return f"`{escape(ref.cluster)}/{escape(ref.namespace)}`"
 
 
+def _plain_where(ref) -> str:
+    """cluster/namespace for a message's notification text (mrkdwn too, so escaped)."""
+    return f"{escape(ref.cluster)}/{escape(ref.namespace)}"
+
+
 def _started(canary, now: datetime) -> str:
-    who = f"<@{canary.started_by}>" if canary.started_by else "unknown"
+    who = mention(canary.started_by) if canary.started_by else "unknown"
     when = f"{ago(canary.age(now))} ago" if canary.started_at else "at an unknown time"
     return f"by {who}, {when}"
+
+
+def _backend(ref) -> str:
+    return BACKENDS.get(ref.backend) or escape(ref.backend)
 
 
 def _reserved(canary) -> str:
@@ -117,7 +126,7 @@ def card_blocks(canary, traffic, now: datetime, note: str | None = None, working
     owner = f" · owner *{escape(canary.team)}*" if canary.team else " · no owner team label"
     state = "" if canary.live else " · _ended_"
     blocks = [header(f"Canary: {ref.service}"),
-              section(f"*{escape(ref.service)}* in {_where(ref)} · {BACKENDS.get(ref.backend, ref.backend)}{owner}{state}"),
+              section(f"*{escape(ref.service)}* in {_where(ref)} · {_backend(ref)}{owner}{state}"),
               _summary_fields(canary, now)]
     if canary.live:
         blocks.append(section(traffic_text(traffic)))
@@ -137,28 +146,28 @@ def card_blocks(canary, traffic, now: datetime, note: str | None = None, working
 
 
 def status_message(canary, traffic, now: datetime, note: str | None = None, working: bool = False) -> dict:
-    text = (f"Canary {canary.ref.service} in {canary.ref.cluster}/{canary.ref.namespace}: "
+    text = (f"Canary {escape(canary.ref.service)} in {_plain_where(canary.ref)}: "
             f"{canary.canary_weight}% on the canary")
     return {"text": text, "blocks": fit_message(card_blocks(canary, traffic, now, note, working))[0]}
 
 
 def outcome_note(outcome) -> str:
-    label = LABELS.get(outcome.action, outcome.action)
-    by = f" by <@{outcome.actor}>" if outcome.actor else ""
+    label = LABELS.get(outcome.action) or escape(outcome.action)
+    by = f" by {mention(outcome.actor)}" if outcome.actor else ""
     steps = "".join(f"\n• {escape(s)}" for s in outcome.steps)
     if outcome.status == "done":
         return f":white_check_mark: *{label}*{by}: {escape(outcome.summary)}{steps}"
     if outcome.status == "failed":
         done = f"\nDone before it:{steps}" if steps else "\nNothing was done before it."
-        return error_text(f"{label}{by} stopped at step “{outcome.failed_step}”", escape(outcome.error or ""),
-                          (outcome.next_hint or "") + done)
+        return error_text(f"{label}{by} stopped at step “{escape(outcome.failed_step)}”", escape(outcome.error or ""),
+                          escape(outcome.next_hint or "") + done)
     if outcome.status == "refused":
         return f":no_entry_sign: {escape(outcome.summary)}"
     return f":information_source: {escape(outcome.summary)}"
 
 
 def gone_message(ref, note: str | None = None) -> dict:
-    text = f"No canary of {ref.service} in {ref.cluster}/{ref.namespace} any more."
+    text = f"No canary of {escape(ref.service)} in {_plain_where(ref)} any more."
     blocks = [section(f"*{escape(ref.service)}* in {_where(ref)}: no canary any more — nothing left to step, "
                       f"promote or abort.")]
     if note:
@@ -179,7 +188,7 @@ def list_message(canaries: list, errors: list[Any], now: datetime, clusters: int
         ref = canary.ref
         blocks.append(section(
             f"*{escape(ref.service)}* · {_where(ref)} · canary *{canary.canary_weight}%* ({escape(canary.step_label)},"
-            f" {escape(canary.phase)}) · {BACKENDS.get(ref.backend, ref.backend)}\n"
+            f" {escape(canary.phase)}) · {_backend(ref)}\n"
             f"stable {_images(canary.stable_images)} → canary {_images(canary.canary_images)}\n"
             f"started {_started(canary, now)}"))
     if len(shown) < len(canaries):
@@ -195,7 +204,7 @@ def list_message(canaries: list, errors: list[Any], now: datetime, clusters: int
 # -- reminders -------------------------------------------------------------------------------------
 def reminder_message(canary, traffic, now: datetime, stale_after: timedelta, mention: str | None = None) -> dict:
     ref = canary.ref
-    who = f"<!subteam^{mention}> " if mention else ""
+    who = f"{group_mention(mention)} " if mention else ""
     idle = ago(canary.idle_for(now))
     lead = section(
         f":hourglass: {who}The canary of *{escape(ref.service)}* in {_where(ref)} has been at "
@@ -204,12 +213,12 @@ def reminder_message(canary, traffic, now: datetime, stale_after: timedelta, men
     blocks = card_blocks(canary, traffic, now)
     blocks[0] = header(f"Forgotten canary: {ref.service}")
     blocks.insert(1, lead)
-    text = f"Forgotten canary: {ref.service} in {ref.cluster}/{ref.namespace} at {canary.canary_weight}% for {idle}"
+    text = f"Forgotten canary: {escape(ref.service)} in {_plain_where(ref)} at {canary.canary_weight}% for {idle}"
     return {"text": text, "blocks": fit_message(blocks)[0]}
 
 
 def ended_message(service: str, cluster: str, namespace: str) -> dict:
-    text = f"The canary of {service} in {cluster}/{namespace} has ended."
+    text = f"The canary of {escape(service)} in {escape(cluster)}/{escape(namespace)} has ended."
     return {"text": text, "blocks": [section(
         f":white_check_mark: The canary of *{escape(service)}* in `{escape(cluster)}/{escape(namespace)}` has ended "
         "(no canary traffic or pods any more). Nothing to do.")]}

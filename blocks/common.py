@@ -7,6 +7,7 @@ https://api.slack.com/reference/block-kit/blocks
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 MAX_MESSAGE_BLOCKS = 50
@@ -27,8 +28,34 @@ def clip(text: str, limit: int, suffix: str = "…") -> str:
 
 
 def escape(text: Any) -> str:
-    """Escape user-provided text for mrkdwn (Slack treats &, <, > as control characters)."""
+    """The one escape for outside text in mrkdwn: Slack reads `<…>` as a mention, a broadcast
+    (`<!channel>`) or a link, and `&…;` as an entity, so &, < and > become entities
+    (https://api.slack.com/reference/surfaces/formatting#escaping). Every renderer passes every
+    value it did not write itself through this (or through mention/link/code below)."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_USER_ID = re.compile(r"[UWB][A-Z0-9]{2,20}")
+_USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,20}")
+_LINK_URL = re.compile(r"https?://[^\s<>|]+")
+
+
+def mention(user: Any) -> str:
+    """`<@U…>` for a Slack user id; anything else is shown as text, never as a live sequence."""
+    text = str(user)
+    return f"<@{text}>" if _USER_ID.fullmatch(text) else escape(text)
+
+
+def group_mention(group: Any) -> str:
+    """`<!subteam^S…>` for a user group id; anything else as text."""
+    text = str(group)
+    return f"<!subteam^{text}>" if _USERGROUP_ID.fullmatch(text) else escape(text)
+
+
+def link(url: Any, label: Any) -> str:
+    """`<url|label>` for an http(s) URL that cannot end the link early; otherwise the label alone."""
+    text = str(url or "")
+    return f"<{text.replace('&', '&amp;')}|{escape(label)}>" if _LINK_URL.fullmatch(text) else escape(label)
 
 
 def mrkdwn(text: str) -> dict:
@@ -70,8 +97,10 @@ def divider() -> dict:
 
 
 def code(text: str, limit: int = MAX_SECTION_TEXT) -> str:
-    """A code block that fits in a section, keeping the END of long logs (where errors are)."""
-    body = str(text).replace("```", "ˋˋˋ")
+    """A code block that fits in a section, keeping the END of long logs (where errors are). Slack
+    parses `<!channel>` and links inside code blocks too, so the text is escaped; a ``` in it would
+    end the block, so it becomes look-alike backticks."""
+    body = escape(str(text).replace("```", "ˋˋˋ"))
     room = limit - 8
     if len(body) > room:
         body = "…" + body[-(room - 1):]

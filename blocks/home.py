@@ -5,7 +5,7 @@ from datetime import datetime
 
 from blocks.canary import card_blocks
 from blocks.common import (MAX_VIEW_BLOCKS, actions, button, confirm, context, cores, divider, escape, gib, header,
-                           section)
+                           link, mention, section)
 from blocks.service import ACTION_APPROVE, ACTION_REJECT
 
 MAX_ITEMS = 8
@@ -33,13 +33,13 @@ def home_view(*, user: str, is_devops: bool, teams: list[str], pulls: list[dict]
               canary_errors: list[str], awaiting: list, mine: list, incidents: list[dict], now: datetime,
               idle: dict | None = None) -> dict:
     who = "DevOps" if is_devops else (", ".join(teams) if teams else "no team in deckhand's config")
-    blocks: list[dict] = [header("deckhand"), context(f"<@{user}> · {escape(who)} · updated {now:%Y-%m-%d %H:%M} UTC")]
+    blocks: list[dict] = [header("deckhand"), context(f"{mention(user)} · {escape(who)} · updated {now:%Y-%m-%d %H:%M} UTC")]
 
     blocks += [divider(), section("*Your pipeline pull requests*")]
     if pulls:
         for row in pulls[:MAX_ITEMS]:
-            link = f"<{row['pr_url']}|#{row['pr_number']}>" if row.get("pr_url") else "_opening…_"
-            blocks.append(section(f"*{escape(row['target'])}* ({escape(row['action'])}) — {link} · {escape(row['state'])}"
+            pr = link(row["pr_url"], f"#{row['pr_number']}") if row.get("pr_url") else "_opening…_"
+            blocks.append(section(f"*{escape(row['target'])}* ({escape(row['action'])}) — {pr} · {escape(row['state'])}"
                                   f" · {_ago(now, row.get('updated_at'))} ago"))
         blocks += _more(len(pulls), MAX_ITEMS, "pull requests")
     else:
@@ -65,7 +65,7 @@ def home_view(*, user: str, is_devops: bool, teams: list[str], pulls: list[dict]
     rows = awaiting if is_devops else mine
     for req in rows[:MAX_ITEMS]:
         line = (f"*{escape(req.service)}* in `{escape(req.cluster)}/{escape(req.namespace)}` — requested by "
-                f"<@{req.requester}> · {escape(req.state)} · expires in {_ago(req.expires_at, now)}")
+                f"{mention(req.requester)} · {escape(req.state)} · expires in {_ago(req.expires_at, now)}")
         blocks.append(section(line))
         if is_devops and req.state == "pending":
             blocks.append(actions(
@@ -84,7 +84,7 @@ def home_view(*, user: str, is_devops: bool, teams: list[str], pulls: list[dict]
     blocks += [divider(), section("*Open node-join incidents*")]
     if incidents:
         lines = [f"• `{escape(i['cluster'])}` *{escape(i['node'])}* — {escape(i['reason'])} · since "
-                 f"{_ago(now, i.get('failing_since'))} ago" + (f" · ack <@{i['acked_by']}>" if i.get("acked_by") else "")
+                 f"{_ago(now, i.get('failing_since'))} ago" + (f" · ack {mention(i['acked_by'])}" if i.get("acked_by") else "")
                  for i in incidents[:15]]
         blocks.append(section("\n".join(lines)))
         blocks += _more(len(incidents), 15, "incidents")
@@ -95,8 +95,8 @@ def home_view(*, user: str, is_devops: bool, teams: list[str], pulls: list[dict]
 
     blocks += [divider(), section("*Idle services*" if is_devops else "*Your teams' idle services*")]
     if idle and idle["count"]:
-        kept = f" ({idle['kept']} kept)" if idle["kept"] else ""
-        blocks.append(section(f"{idle['count']} idle{kept}, reclaimable *{cores(idle['cpu_cores'])}, "
+        kept = f" ({escape(idle['kept'])} kept)" if idle["kept"] else ""
+        blocks.append(section(f"{escape(idle['count'])} idle{kept}, reclaimable *{cores(idle['cpu_cores'])}, "
                               f"{gib(idle['memory_bytes'])}*"))
     else:
         blocks.append(context("None listed. :white_check_mark:" if teams or is_devops else "You are in no team."))

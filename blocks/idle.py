@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from blocks.common import (MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, actions, button, clip, context, cores, escape, gib,
-                           header, modal, section, text_input)
+                           header, mention, modal, section, text_input)
 
 # Every service takes exactly two blocks (what it is + its buttons or outcome), so a part can be
 # re-rendered after a click without ever crossing Slack's 50-block limit.
@@ -43,13 +43,13 @@ def _day(iso_text: str | None) -> str:
 
 
 def _workloads(item: dict) -> str:
-    shown = [f"{w['kind']} `{escape(w['name'])}` ×{w['replicas']}" for w in item.get("workloads", [])[:3]]
+    shown = [f"{escape(w['kind'])} `{escape(w['name'])}` ×{escape(w['replicas'])}" for w in item.get("workloads", [])[:3]]
     more = len(item.get("workloads", [])) - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _outcome(item: dict) -> str:
-    by = f"<@{item['decided_by']}>" if item.get("decided_by") else "someone"
+    by = mention(item["decided_by"]) if item.get("decided_by") else "someone"
     state = item.get("state")
     if state == "snoozed":
         return f"\n:zzz: Snoozed by {by} until {_day(item.get('snoozed_until'))}; listed again then if still idle."
@@ -102,9 +102,9 @@ def digest_message(view: dict) -> dict:
         blocks = [context(f"*Idle services: {escape(team)}* — part {view['part'] + 1} of {view['parts']}")]
         for item in items:
             blocks += service_blocks(item, snooze_seconds)
-        return {"text": f"Idle services for {team}, part {view['part'] + 1} of {view['parts']}", "blocks": blocks}
+        return {"text": f"Idle services for {escape(team)}, part {view['part'] + 1} of {view['parts']}", "blocks": blocks}
 
-    blocks = [header(f"Idle services: {team}"), section(_summary_text(summary))]
+    blocks = [header(f"Idle services: {team}"), section(_summary_text(summary))]  # a header is plain text
     if items:
         blocks.append(context(
             f"Sorted by reclaimable CPU, then memory. *{snooze_label(snooze_seconds)}* hides a service for that "
@@ -128,7 +128,7 @@ def digest_message(view: dict) -> dict:
         down = "; ".join(f"`{escape(c)}` ({escape(r)})" for c, r in summary["skipped"])
         blocks.append(context(f":warning: Not scanned: {down}. Services there are not listed."))
     blocks.append(actions(button("Kept services", KEPT_LIST, team), block_id="idle-footer"))
-    text = (f"Idle services for {team}: {summary['count']} could free {cores(summary['cpu_cores'])}, "
+    text = (f"Idle services for {escape(team)}: {summary['count']} could free {cores(summary['cpu_cores'])}, "
             f"{gib(summary['memory_bytes'])}")
     return {"text": text, "blocks": blocks}
 
@@ -152,7 +152,7 @@ def kept_list_modal(team: str, rows: list[dict], note: str | None = None) -> dic
     for row in rows[:room]:
         key = f"{row['cluster']}/{row['namespace']}/{row['service']}"
         text = (f"*{escape(row['service'])}*  `{escape(row['cluster'])}/{escape(row['namespace'])}`\n"
-                f"Kept by <@{row['decided_by']}> on {_day(row['decided_at'])}: “{escape(clip(row['reason'] or '', 300))}”")
+                f"Kept by {mention(row['decided_by'])} on {_day(row['decided_at'])}: “{escape(clip(row['reason'] or '', 300))}”")
         blocks.append(section(text, accessory=button("Un-keep", UNKEEP, key)))
     if not rows:
         blocks.append(section("Nothing is kept."))
@@ -166,5 +166,5 @@ def outage_alert(cluster: str, reason: str, window_seconds: float) -> dict:
             f"Nothing in `{escape(cluster)}` is flagged idle meanwhile: missing data is not proof of no traffic. "
             f"Check that Prometheus for `{escape(cluster)}` is up and scrapes the Istio sidecars; the next scan "
             f"retries on its own (or run `/ops run idle-scan`).")
-    return {"text": f"Idle-service scan skipped on {cluster}: metrics unavailable ({reason})",
+    return {"text": f"Idle-service scan skipped on {escape(cluster)}: metrics unavailable ({escape(reason)})",
             "blocks": [section(text), context(f"Window {span(window_seconds)}. Posted once per outage.")]}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from blocks.common import (MAX_SECTION_TEXT, actions, button, clip, code, confirm, context, escape, fields,
-                           message, section)
+                           mention, message, section)
 
 TITLES = {
     "join-failed": "Join failed",
@@ -27,11 +27,11 @@ GROUP_LINES = 25
 
 def incident(view: dict) -> dict:
     """A standalone incident message, or one node's message in a grouped message's thread."""
-    title = TITLES.get(view["reason"], view["reason"])
+    title = _title(view["reason"])
     where = _where(view)
     detail = view["detail"]
     if view["state"] == "resolved":
-        head = (f":large_green_circle: *Resolved: {title}* — {where}\nResolved after {view['failing_for']}: "
+        head = (f":large_green_circle: *Resolved: {title}* — {where}\nResolved after {escape(view['failing_for'])}: "
                 f"{escape(view['resolution'] or 'resolved')}.")
     else:
         head = f":red_circle: *{title}* — {where}\n{escape(detail.get('summary', ''))}"
@@ -54,9 +54,10 @@ def group(view: dict) -> dict:
         head = f":rotating_light: *{view['open']} of {view['total']} nodes in `{cluster}` need attention*"
     lines = []
     for item in view["incidents"][:GROUP_LINES]:
-        title = TITLES.get(item["reason"], item["reason"])
+        title = _title(item["reason"])
         if item["state"] == "resolved":
-            lines.append(f":white_check_mark: `{escape(item['node'])}` — {title}, resolved after {item['failing_for']}")
+            lines.append(f":white_check_mark: `{escape(item['node'])}` — {title}, resolved after "
+                         f"{escape(item['failing_for'])}")
         else:
             summary = clip(escape(item["detail"].get("summary", "")), 160)
             lines.append(f":red_circle: `{escape(item['node'])}` — *{title}* since "
@@ -66,7 +67,7 @@ def group(view: dict) -> dict:
     blocks = [section(head)] + [section(chunk) for chunk in _chunks(lines)]
     notes = ["Details, log tails and per-node buttons are in the thread."]
     if view["acked_by"]:
-        notes.append("Acknowledged by " + ", ".join(f"<@{u}>" for u in view["acked_by"]))
+        notes.append("Acknowledged by " + ", ".join(mention(u) for u in view["acked_by"]))
     if view["silenced"]:
         notes.append(_silenced(view["silenced"]))
     blocks.append(context(" · ".join(notes)))
@@ -79,17 +80,17 @@ def group(view: dict) -> dict:
 
 
 def resolved_reply(view: dict) -> dict:
-    title = TITLES.get(view["reason"], view["reason"])
-    text = (f":white_check_mark: {_where(view)} ({title}) resolved after *{view['failing_for']}*: "
+    title = _title(view["reason"])
+    text = (f":white_check_mark: {_where(view)} ({title}) resolved after *{escape(view['failing_for'])}*: "
             f"{escape(view['resolution'] or 'resolved')}.")
-    return message(f"{_plain_where(view)} resolved after {view['failing_for']}", [section(text)])
+    return message(f"{_plain_where(view)} resolved after {escape(view['failing_for'])}", [section(text)])
 
 
 def acknowledged_notice(count: int, already_by: str | None) -> dict:
     if count:
         return {"text": f":eyes: Acknowledged {count} alert{'s' if count != 1 else ''}; the message shows your name."}
     if already_by:
-        return {"text": f":eyes: <@{already_by}> already acknowledged this."}
+        return {"text": f":eyes: {mention(already_by)} already acknowledged this."}
     return {"text": "Nothing to acknowledge: these alerts are already resolved."}
 
 
@@ -98,7 +99,7 @@ def silenced_notice(info: dict) -> dict:
         f"`{_cluster_name(info['cluster'])}` / `{escape(info['node'])}`"
     until = _date(info["until_unix"], info["until"])
     if info.get("changed") is False:  # someone (maybe this user, a moment ago) already silenced it as long
-        return {"text": f":zzz: <@{info['by']}> already silenced {what} until {until}; nothing changed."}
+        return {"text": f":zzz: {mention(info['by'])} already silenced {what} until {until}; nothing changed."}
     return {"text": f":zzz: Silenced {what} until {_date(info['until_unix'], info['until'])}. Alerts are still tracked "
                     "and kept current, but nothing new is posted for them until then. `/ops audit` shows who."}
 
@@ -111,21 +112,22 @@ def _facts(view: dict) -> list[tuple[str, str]]:
     if view["node"] != "*":
         facts.append(("Node", f"`{escape(view['node'])}`"))
     if view["state"] == "resolved":
-        facts.append(("Was failing for", f"{view['failing_for']} (since {since})"))
+        facts.append(("Was failing for", f"{escape(view['failing_for'])} (since {since})"))
     else:  # Slack renders the age, so the message needs no edit as time passes
         facts.append(("Failing since", f"{_ago(view['failing_since_unix'])} ({since})"))
     if detail.get("phase"):
-        facts.append(("Phase", f"`{detail['phase']}`"))
+        facts.append(("Phase", f"`{escape(detail['phase'])}`"))
     if detail.get("exit_code") is not None:
-        facts.append(("Exit code", f"`{detail['exit_code']}`"))
+        facts.append(("Exit code", f"`{escape(detail['exit_code'])}`"))
     if detail.get("failures", 0) > 1:
-        facts.append(("Failures", str(detail["failures"])))
+        facts.append(("Failures", escape(detail["failures"])))
     if detail.get("last_phase"):
-        facts.append(("Last report", f"`{detail['last_phase']}` {detail['last_status']}"))
+        facts.append(("Last report", f"`{escape(detail['last_phase'])}` {escape(detail['last_status'])}"))
     if detail.get("ready") and detail.get("condition_reason"):
-        facts.append(("Ready", f"{detail['ready']} ({escape(detail['condition_reason'])})"))
+        facts.append(("Ready", f"{escape(detail['ready'])} ({escape(detail['condition_reason'])})"))
     if detail.get("unhealthy") is not None:
-        facts.append(("Not Ready", f"{detail['unhealthy']} of {detail['total']} (limit {detail['limit_percent']}%)"))
+        facts.append(("Not Ready", f"{escape(detail['unhealthy'])} of {escape(detail['total'])} "
+                                   f"(limit {escape(detail['limit_percent'])}%)"))
     if detail.get("script_version"):
         facts.append(("Script", f"`{escape(detail['script_version'])}`"))
     return facts
@@ -153,7 +155,7 @@ def _details(view: dict) -> list[dict]:
     if notes:
         out.append(section("\n".join(notes)))
     if detail.get("csrs"):
-        lines = [f"`{escape(c['name'])}` ({c['signer'].rsplit('/', 1)[-1]}, by `{escape(c['requestor'])}`, "
+        lines = [f"`{escape(c['name'])}` ({escape(c['signer'].rsplit('/', 1)[-1])}, by `{escape(c['requestor'])}`, "
                  f"pending since {_ago(c['created_unix'])})" for c in detail["csrs"][:10]]
         out.append(section("*Pending certificate requests:*\n" + "\n".join(lines)
                            + "\nApprove with `kubectl certificate approve <name>` once you trust the node."))
@@ -162,11 +164,11 @@ def _details(view: dict) -> list[dict]:
     if detail.get("nodes"):
         shown = detail["nodes"][:15]
         more = len(detail["nodes"]) - len(shown)
-        listed = ", ".join(f"`{escape(n['name'])}` ({n['ready']}{', ' + escape(n['reason']) if n['reason'] else ''})"
+        listed = ", ".join(f"`{escape(n['name'])}` ({escape(n['ready'])}{', ' + escape(n['reason']) if n['reason'] else ''})"
                            for n in shown)
         out.append(section("*Nodes:* " + listed + (f" and {more} more" if more else "")))
     if detail.get("never_joined"):
-        out.append(section(f"Also {detail['never_joined']} node(s) never joined; they are alerted one by one "
+        out.append(section(f"Also {escape(detail['never_joined'])} node(s) never joined; they are alerted one by one "
                            "once the cluster recovers."))
     if detail.get("log_tail"):
         heading = "*Log tail*\n"
@@ -177,7 +179,7 @@ def _details(view: dict) -> list[dict]:
 def _status_line(view: dict) -> str:
     parts = []
     if view["acked_by"]:
-        parts.append(f":eyes: Acknowledged by <@{view['acked_by']}>")
+        parts.append(f":eyes: Acknowledged by {mention(view['acked_by'])}")
     if view["silenced"]:
         parts.append(_silenced(view["silenced"]))
     parts.append(f"incident #{view['id']}")
@@ -205,7 +207,7 @@ def _silence_button(view: dict, scope: str, duration: str) -> dict:
 
 def _silenced(silence: dict) -> str:
     scope = "cluster" if silence["cluster_wide"] else "node"
-    return f":zzz: {scope} silenced until {_date(silence['until_unix'], silence['until'])} by <@{silence['by']}>"
+    return f":zzz: {scope} silenced until {_date(silence['until_unix'], silence['until'])} by {mention(silence['by'])}"
 
 
 def _where(view: dict) -> str:
@@ -215,11 +217,15 @@ def _where(view: dict) -> str:
 
 def _plain_where(view: dict) -> str:
     cluster = _cluster_name(view["cluster"])
-    return cluster if view["node"] == "*" else f"{cluster}/{view['node']}"
+    return cluster if view["node"] == "*" else f"{cluster}/{escape(view['node'])}"
 
 
 def _cluster_name(cluster: str) -> str:
-    return cluster or "unknown cluster"
+    return escape(cluster) if cluster else "unknown cluster"
+
+
+def _title(reason: str) -> str:
+    return TITLES.get(reason) or escape(reason)
 
 
 def _date(unix: int, fallback_iso: str) -> str:

@@ -13,6 +13,8 @@ from blocks.common import (
     fields,
     fit_message,
     header,
+    link as link_to,
+    mention,
     message,
     modal,
     section,
@@ -103,7 +105,7 @@ _EMOJI = {"proposing": ":hourglass_flowing_sand:", "open": ":white_check_mark:",
 
 def _status(card: dict, link: bool) -> str:
     number, url = card.get("pr_number"), card.get("pr_url")
-    pr = f"<{url}|pull request #{number}>" if link and url else f"pull request #{number}"
+    pr = link_to(url, f"pull request #{number}") if link and url else escape(f"pull request #{number}")
     return {
         "proposing": "preparing the pull request…",
         "open": f"{pr} is open for review.",
@@ -112,7 +114,7 @@ def _status(card: dict, link: bool) -> str:
         "failed": "the pull request could not be opened.",
         "rejected": "no pull request was opened.",
         "noop": "nothing to change.",
-    }.get(card["state"], card["state"])
+    }.get(card["state"]) or escape(card["state"])
 
 
 def request_message(card: dict) -> dict:
@@ -120,7 +122,7 @@ def request_message(card: dict) -> dict:
     what = f"{_VERB.get(card['action'], 'Pipeline')} for"
     headline = f"{_EMOJI.get(card['state'], '')} {what} *{escape(card['target'])}*: {_status(card, link=True)}"
     blocks = [section(headline.strip())]
-    pairs = [(k, escape(v)) for k, v in card.get("summary") or []]
+    pairs = [(escape(k), escape(v)) for k, v in card.get("summary") or []]
     for start in range(0, len(pairs), 10):
         blocks.append(fields(pairs[start:start + 10]))
     if card["action"] == "bump" and card["state"] in ("proposing", "open", "merged", "closed", "noop"):
@@ -129,7 +131,7 @@ def request_message(card: dict) -> dict:
             names = ", ".join(f"`{escape(a)}`" for a in affected) or "none track this image yet"
             blocks.append(section(clip(f"*Batches re-rendered ({len(affected)}):* {names}", 2900)))
     if card.get("error"):
-        blocks.append(section(f":warning: {card['error']}"))
+        blocks.append(section(f":warning: {escape(card['error'])}"))
     if card.get("note"):
         blocks.append(context(escape(card["note"])))
     buttons = []
@@ -140,13 +142,13 @@ def request_message(card: dict) -> dict:
         buttons.append(button("Try again", RETRY_ACTION, value=str(card["id"])))
     if buttons:
         blocks.append(actions(*buttons))
-    who = f"Requested by <@{card['requester']}>"
+    who = f"Requested by {mention(card['requester'])}"
     if card.get("editor") and card["editor"] != card["requester"]:
-        who += f" · last change by <@{card['editor']}>"
+        who += f" · last change by {mention(card['editor'])}"
     if card.get("files"):
         who += f" · {len(card['files'])} files"
     blocks.append(context(who))
-    return message(f"{what} {card['target']}: {_status(card, link=False)}", blocks)
+    return message(f"{what} {escape(card['target'])}: {_status(card, link=False)}", blocks)
 
 
 def list_message(entries: list[dict], team: str | None, problems: list[str] | None = None) -> dict:
@@ -155,13 +157,13 @@ def list_message(entries: list[dict], team: str | None, problems: list[str] | No
     if not entries:
         where = f" for team *{escape(team)}*" if team else ""
         blocks = [section(f"No pipelines{where} yet. Create one with `/pipeline create`.")]
-        return message(f"{title}: none yet", blocks + [context(escape(p)) for p in (problems or [])[:3]])
+        return message(f"{escape(title)}: none yet", blocks + [context(escape(p)) for p in (problems or [])[:3]])
     lines = []
     for e in entries:
         how = ", ".join(x for x in (e.get("kind"), e.get("strategy")) if x) or "unreadable deckhand.yaml"
         pr = ""
         if e.get("pr_number"):
-            link = f"<{e['pr_url']}|PR #{e['pr_number']}>" if e.get("pr_url") else f"PR #{e['pr_number']}"
+            link = link_to(e.get("pr_url"), f"PR #{e['pr_number']}")
             pr = f" · {link} {'pending merge' if e.get('pending') else 'open'}"
         clusters = ", ".join(e.get("clusters") or []) or "—"
         team = escape(e.get("team") or "?")
@@ -179,4 +181,4 @@ def list_message(entries: list[dict], team: str | None, problems: list[str] | No
                           "change one with `/pipeline edit <service>`"))
     blocks += [context(escape(p)) for p in (problems or [])[:3]]
     fitted, _ = fit_message(blocks, more="and {n} more sections — narrow it with `/pipeline list <team>`")
-    return {"text": f"{title}: {len(entries)}", "blocks": fitted}
+    return {"text": f"{escape(title)}: {len(entries)}", "blocks": fitted}

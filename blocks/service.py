@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from blocks.common import (actions, button, confirm, context, cores, divider, escape, fields, gib, header, message,
-                           modal, section, text_input)
+from blocks.common import (actions, button, confirm, context, cores, divider, escape, fields, gib, header, link,
+                           mention, message, modal, section, text_input)
 
 ACTION_REQUEST = "service_delete_request"
 ACTION_OVERRIDE = "service_delete_override"
@@ -28,6 +28,10 @@ STEP_ICONS = {"deleted": ":white_check_mark:", "already gone": ":heavy_minus_sig
 def target_value(report, source: str) -> str:
     return json.dumps({"c": report.cluster, "n": report.namespace, "s": report.service, "src": source},
                       separators=(",", ":"))
+
+
+def _channel(channel: str) -> str:
+    return f"<#{channel}>" if str(channel).isalnum() and str(channel).isascii() else escape(channel)
 
 
 def _when(moment: datetime) -> str:
@@ -50,43 +54,46 @@ def _count(n: int, word: str) -> str:
 def verdict_text(report, overridden: bool = False) -> str:
     blockers = report.blockers_beyond(overridden)
     if not blockers and report.traffic_unknown:
-        return (f":warning: *Nothing else depends on `{report.service}`* as far as deckhand can see, but who calls "
+        return (f":warning: *Nothing else depends on `{escape(report.service)}`* as far as deckhand can see, but who calls "
                 "it is unknown; DevOps overrode that with the reason below.")
     if not blockers:
-        return (f":white_check_mark: *Nothing depends on `{report.service}`* — no callers in the last "
-                f"{report.window}, and no other team's batches or routes point at it.")
+        return (f":white_check_mark: *Nothing depends on `{escape(report.service)}`* — no callers in the last "
+                f"{escape(report.window)}, and no other team's batches or routes point at it.")
     kinds = {"traffic": "unknown traffic", "caller": "caller", "batch": "batch", "route": "route",
              "shared": "shared workload"}
     counts: dict[str, int] = {}
     for b in blockers:
         counts[b.kind] = counts.get(b.kind, 0) + 1
-    summary = ", ".join(kinds[k] if k == "traffic" else _count(n, kinds[k]) for k, n in counts.items())
+    summary = ", ".join(kinds.get(k, escape(k)) if k == "traffic" else _count(n, kinds.get(k) or escape(k))
+                        for k, n in counts.items())
     return f":no_entry: *Deletion is blocked* by {summary}. Each needs to go (or be confirmed) first."
 
 
 def report_blocks(report, overridden_by: str | None = None, override_reason: str | None = None,
                   with_deleted: bool = True) -> list[dict]:
     """The evidence: facts, traffic, batches, routes, shared workloads, what would be deleted."""
-    blocks = [fields([("Cluster", f"`{report.cluster}`"), ("Namespace", f"`{report.namespace}`"),
+    blocks = [fields([("Cluster", f"`{escape(report.cluster)}`"), ("Namespace", f"`{escape(report.namespace)}`"),
                       ("Team", escape(report.team) if report.team else "_no team label_"),
                       ("Frees (requests × replicas)", f"{cores(report.cpu_cores)}, {gib(report.memory_bytes)}")]),
               section(verdict_text(report, overridden=bool(override_reason)))]
     if report.traffic_unknown:
         text = f":grey_question: *Inbound traffic: unknown* — {escape(report.traffic_unknown)}."
         if override_reason:
-            text += f"\n:warning: Overridden by <@{overridden_by}>: _{escape(override_reason)}_"
+            text += f"\n:warning: Overridden by {mention(overridden_by)}: _{escape(override_reason)}_"
         blocks.append(section(text))
     if report.callers:
-        lines = [f"• {UNKNOWN_CALLER if c.unknown else f'`{escape(c.namespace)}/{escape(c.workload)}`'} — {c.evidence}"
+        lines = [f"• {UNKNOWN_CALLER if c.unknown else f'`{escape(c.namespace)}/{escape(c.workload)}`'} — "
+                 f"{escape(c.evidence)}"
                  for c in report.callers]
-        blocks.append(section(f"*Callers in the last {report.window}* (Istio, reporter=destination):\n" + _capped(lines)))
+        blocks.append(section(f"*Callers in the last {escape(report.window)}* (Istio, reporter=destination):\n"
+                              + _capped(lines)))
     elif not report.traffic_unknown:
-        blocks.append(section(f"*Callers in the last {report.window}*: none (Istio, reporter=destination)."))
+        blocks.append(section(f"*Callers in the last {escape(report.window)}*: none (Istio, reporter=destination)."))
     for title, items in (("Batches that mention its host", report.batches),
                          ("Routes of others that send traffic to it", report.routes),
                          ("Workloads other Services also use", report.shared)):
         if items:
-            lines = [f"• {f.kind} `{escape(f.namespace)}/{escape(f.name)}` — {escape(f.evidence)}" for f in items]
+            lines = [f"• {escape(f.kind)} `{escape(f.namespace)}/{escape(f.name)}` — {escape(f.evidence)}" for f in items]
             blocks.append(section(f"*{title}* ({len(items)}):\n" + _capped(lines)))
     if with_deleted:
         blocks.append(section(deleted_text(report.deleted)))
@@ -103,7 +110,7 @@ def deleted_text(findings) -> str:
         mine = [f for f in findings if f.phase == phase]
         if not mine:
             continue
-        names = [f"{f.kind} `{escape(f.name)}`" for f in mine]
+        names = [f"{escape(f.kind)} `{escape(f.name)}`" for f in mine]
         shown = ", ".join(names[:MAX_LINES]) + (f" and {len(names) - MAX_LINES} more" if len(names) > MAX_LINES else "")
         parts.append(f"{phase}. _{title}_ ({len(mine)}): {shown}")
     return f"*Would delete* {_count(len(findings), 'object')}, in this order:\n" + "\n".join(parts)
@@ -133,35 +140,37 @@ def report_message(report, *, mode: str = "deps", source: str = "command", can_r
                     else "Run `/service delete` again once the blockers are gone.")
             blocks.append(context(hint))
     else:
-        blocks.append(context(f"To delete it: `/service delete {report.service} {report.cluster}`"))
+        blocks.append(context(f"To delete it: `/service delete {escape(report.service)} {escape(report.cluster)}`"))
     blocks.append(context(f"Checked {escape(report.checked_at[:16].replace('T', ' '))} UTC · callers from Istio over "
-                          f"{report.window} · batches, routes and objects read from `{report.cluster}`"))
+                          f"{escape(report.window)} · batches, routes and objects read from `{escape(report.cluster)}`"))
     verdict = "blocked" if report.blocked else "nothing depends on it"
-    return message(f"{title}: {verdict}", blocks)
+    return message(f"{escape(title)}: {verdict}", blocks)
 
 
 def loading_text(service: str, cluster: str | None) -> str:
-    where = f" in `{cluster}`" if cluster else ""
-    return f":mag: Checking what depends on `{service}`{where} (callers, batches, routes)…"
+    where = f" in `{escape(cluster)}`" if cluster else ""
+    return f":mag: Checking what depends on `{escape(service)}`{where} (callers, batches, routes)…"
 
 
 def requested_text(req, created: bool, channel: str) -> str:
     if not created:
-        return (f":information_source: There is already an open deletion request for `{req.service}` in "
-                f"`{req.cluster}` (#{req.id}, by <@{req.requester}>, {req.state.replace('_', ' ')}). See <#{channel}>.")
-    return (f":inbox_tray: Requested the deletion of `{req.service}` from `{req.cluster}` (#{req.id}). It waits in "
-            f"<#{channel}> for a DevOps approver other than you; it expires {_when(req.expires_at)}. "
+        return (f":information_source: There is already an open deletion request for `{escape(req.service)}` in "
+                f"`{escape(req.cluster)}` (#{req.id}, by {mention(req.requester)}, {escape(req.state.replace('_', ' '))}). "
+                f"See {_channel(channel)}.")
+    return (f":inbox_tray: Requested the deletion of `{escape(req.service)}` from `{escape(req.cluster)}` (#{req.id}). "
+            f"It waits in {_channel(channel)} for a DevOps approver other than you; it expires {_when(req.expires_at)}. "
             "I'll message you when it is decided.")
 
 
 # -- the approval message -----------------------------------------------------------------------
 def _status(req) -> str:
-    by = f"<@{req.decided_by}>" if req.decided_by else "someone"
+    by = mention(req.decided_by) if req.decided_by else "someone"
+    pr = link(req.pr_url, f"PR #{req.pr_number}")
     return {
         "pending": f":hourglass_flowing_sand: *Waiting for approval* by DevOps (not the requester). "
                    f"Expires {_when(req.expires_at)}.",
         "approved": f":mag: *Approved by {by}* — re-checking dependencies before deleting…",
-        "deleting": f":wastebasket: *Approved by {by}* — deleting from `{req.cluster}`…",
+        "deleting": f":wastebasket: *Approved by {by}* — deleting from `{escape(req.cluster)}`…",
         "deleted": f":white_check_mark: *Deleted* — approved by {by}. Freed {cores(req.report.cpu_cores)}, "
                    f"{gib(req.report.memory_bytes)} (recorded in `/ops savings`).",
         "failed": f":warning: *Deletion stopped* — {escape(req.note or 'a step failed')}. Fix the cause and press "
@@ -171,11 +180,11 @@ def _status(req) -> str:
         "refused": f":no_entry: *Refused* when {by} approved: {escape(req.note or 'the re-check found a change')}. "
                    "Nothing was deleted; request it again once that is resolved.",
         "awaiting_merge": f":arrows_counterclockwise: *Approved by {by}*. Its pipeline lives in GitOps, so "
-                          f"<{req.pr_url}|PR #{req.pr_number}> removes its folder; the deletion from "
-                          f"`{req.cluster}` follows the merge.",
-        "cancelled": f":leftwards_arrow_with_hook: *Cancelled* — <{req.pr_url}|PR #{req.pr_number}> was closed "
+                          f"{pr} removes its folder; the deletion from "
+                          f"`{escape(req.cluster)}` follows the merge.",
+        "cancelled": f":leftwards_arrow_with_hook: *Cancelled* — {pr} was closed "
                      "without merging. Nothing was deleted.",
-    }.get(req.state, req.state)
+    }.get(req.state) or escape(req.state)
 
 
 def steps_text(plan) -> str:
@@ -184,8 +193,8 @@ def steps_text(plan) -> str:
         mine = [s for s in plan if s.phase == phase]
         if not mine:
             continue
-        lines = [f"{STEP_ICONS.get(s.result, '')} {s.kind} `{escape(s.name)}`"
-                 + (f" {s.result}" if s.result and s.result != "failed" else "")
+        lines = [f"{STEP_ICONS.get(s.result, '')} {escape(s.kind)} `{escape(s.name)}`"
+                 + (f" {escape(s.result)}" if s.result and s.result != "failed" else "")
                  + (f" — {escape(s.detail)}" if s.result == "failed" else "") for s in mine]
         parts.append(f"*{phase}. {title}*\n" + _capped(lines, 15))
     return "\n".join(parts) or "Nothing to delete."
@@ -195,7 +204,7 @@ def request_message(req, settings=None) -> dict:
     """The message in the approvals channel, for every state of the request."""
     title = f"Delete {req.service} from {req.cluster}?"
     blocks = [header(title),
-              context(f"Request #{req.id} by <@{req.requester}> via {escape(req.source)} · "
+              context(f"Request #{req.id} by {mention(req.requester)} via {escape(req.source)} · "
                       f"{_when(req.created_at)}")]
     blocks.append(section(_status(req)))
     if req.changes:
@@ -211,9 +220,11 @@ def request_message(req, settings=None) -> dict:
         blocks.append(actions(
             button("Approve", ACTION_APPROVE, str(req.id), style="primary", confirm_dialog=confirm(
                 f"Delete {req.service}?", f"deckhand re-checks the dependencies, then deletes {_count(n, 'object')} "
-                f"from *{req.cluster}/{req.namespace}* in a safe order. This cannot be undone.", yes="Delete")),
+                f"from *{escape(req.cluster)}/{escape(req.namespace)}* in a safe order. This cannot be undone.",
+                yes="Delete")),
             button("Reject", ACTION_REJECT, str(req.id), confirm_dialog=confirm(
-                "Reject this request?", f"`{req.service}` stays. <@{req.requester}> is told.", yes="Reject")),
+                "Reject this request?", f"`{escape(req.service)}` stays. {mention(req.requester)} is told.",
+                yes="Reject")),
             block_id=f"deletion_{req.id}"))
         blocks.append(context("Approve: DevOps only, never the requester. Reject: DevOps or the requester."))
     elif req.state == "failed":
@@ -222,7 +233,7 @@ def request_message(req, settings=None) -> dict:
                                                             "Steps that finished are skipped; the rest run in order.",
                                                             yes="Continue")),
                               block_id=f"deletion_{req.id}"))
-    return message(f"{title} ({req.state.replace('_', ' ')})", blocks)
+    return message(escape(f"{title} ({req.state.replace('_', ' ')})"), blocks)
 
 
 # -- the override modal -------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class Card:
                     return
                 self._last = now
             try:  # showing progress must never break the operation it reports on
-                self.show(status_message(canary, None, self.ctx.now(), note=f":hourglass_flowing_sand: {text}",
+                self.show(status_message(canary, None, self.ctx.now(), note=f":hourglass_flowing_sand: {escape(text)}",
                                          working=True), progress=True)
             except Exception:
                 log.exception("could not show canary progress")
