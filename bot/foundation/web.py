@@ -12,6 +12,7 @@ from typing import Callable, Mapping
 from flask import Flask, Response, jsonify, request
 
 from bot.foundation.context import Context, new_error_id
+from bot.foundation.doors import RejectionLog
 
 log = logging.getLogger("deckhand.web")
 
@@ -22,6 +23,7 @@ MAX_BODY = 1024 * 1024  # no route takes more; node-join reports are capped lowe
 def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
     web = Flask("deckhand")
     web.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    refusals = {name: RejectionLog(f"/hooks/{name}") for name in hooks}
 
     @web.get("/healthz")
     def healthz():
@@ -60,6 +62,8 @@ def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
             ctx.metrics.errors.labels(where=f"hook:{name}").inc()
             return jsonify(error="internal error", error_id=error_id), 500
         ctx.metrics.requests.labels(kind="hook", name=name, outcome=str(status)).inc()
+        if status in (401, 413):  # the reason is deckhand's own words, never the unverified body
+            refusals[name].note(f"{status} {str(body.get('error', ''))[:120]}", request.remote_addr)
         return jsonify(body), status
 
     @web.errorhandler(413)
