@@ -53,6 +53,7 @@ class DeckhandApp(App):
         self._ctx = ctx
         self.names = commands.SlackNames()
         self.door = SlackDoor(ctx.secrets.slack_signing_secret, ctx.store, ctx.metrics)
+        ctx.extras["slack_replays"] = self.door.replays
 
     def dispatch(self, req):
         started = time.perf_counter()
@@ -169,6 +170,9 @@ def shutdown(ctx: Context, scheduler: BackgroundScheduler | None, grace: float =
         if not done.wait(grace):
             log.warning("listeners still running after %.0fs; exiting anyway", grace)
     ctx.outbox.stop()
+    replays = ctx.extras.get("slack_replays")
+    if replays is not None:
+        replays.stop()  # write the last requests' keys, so they stay replay-proof across the restart
     ctx.kube.close()
     ctx.traffic.close()
     ctx.store.close()
