@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from blocks.canary import (ABORT, PROMOTE, REFRESH, STEP, gone_message, list_message, outcome_note,
                            status_message)
+from blocks.common import escape
 from bot import canary as canaries
 from bot.canary import reminders as canary_reminders
 from bot.canary.model import CanaryRef
