@@ -95,8 +95,12 @@ def storm(case: Case) -> list[Press]:
 
 
 def duplicates_dropped(bot) -> float:
-    return sum(s.value for m in bot.ctx.metrics.registry.collect() if m.name == "deckhand_requests"
-               for s in m.samples if s.name == "deckhand_requests_total" and s.labels.get("outcome") == "duplicate")
+    """Retries dropped by the delivery-key middleware, plus those signed in the same second as their
+    original: byte-for-byte the same signed request, which the Slack door drops as a replay first."""
+    names = ("deckhand_requests", "deckhand_refused_requests")
+    return sum(s.value for m in bot.ctx.metrics.registry.collect() if m.name in names
+               for s in m.samples if (s.name == "deckhand_requests_total" and s.labels.get("outcome") == "duplicate")
+               or (s.name == "deckhand_refused_requests_total" and s.labels.get("reason") == "replay"))
 
 
 def told(bot, press: Press) -> list[str]:
