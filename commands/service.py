@@ -19,6 +19,8 @@ from blocks.service import (ACTION_APPROVE, ACTION_OVERRIDE, ACTION_REJECT, ACTI
                             request_message, requested_text)
 from bot.deletion import lifecycle
 from bot.foundation.context import Context
+from bot.foundation.doors import allowed_response_url
+from bot.foundation.logs import redact_deep
 from bot.deletion.dependencies import DependencyReport, ServiceMissing, check
 from bot.foundation.kube import KubeError
 from bot.foundation.services import describe_lookup_failure, find_service
@@ -195,7 +197,7 @@ def register(app, ctx: Context) -> None:
         ack()
         user = user_of(body)
         target = json.loads(view.get("private_metadata") or "{}")
-        reply = _replier(client, target.get("r"), user)
+        reply = _replier(client, target.get("r"), user, ctx.secrets.slack_api_url)
         decision = ctx.access.may(user, "deletion.override")
         if not decision:
             return deny(ctx, reply, user, "deletion.override", decision, target=target.get("s"))
@@ -235,14 +237,15 @@ def register(app, ctx: Context) -> None:
         decide(body, respond, "deletion.reject", lifecycle.reject)
 
 
-def _replier(client, response_url: str | None, user: str):
+def _replier(client, response_url: str | None, user: str, slack_api_url: str | None):
     """A respond() for a modal submission: the response_url of the click that opened the modal
-    (it replaces the ephemeral report), or a DM when that URL is missing or expired (30 min)."""
+    (it replaces the ephemeral report), or a DM when that URL is missing, expired (30 min) or not
+    on Slack's hooks host (the same rule as commands.kit.CheckedRespond)."""
     def reply(**kwargs):
         kwargs.pop("response_type", None)
-        if response_url:
+        if response_url and allowed_response_url(response_url, slack_api_url):
             try:
-                answer = WebhookClient(response_url, timeout=10).send(response_type="ephemeral", **kwargs)
+                answer = WebhookClient(response_url, timeout=10).send(response_type="ephemeral", **redact_deep(kwargs))
                 if answer.status_code == 200:
                     return
             except Exception as exc:
