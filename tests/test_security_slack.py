@@ -163,3 +163,19 @@ def test_a_flood_of_forged_requests_logs_a_few_short_lines_without_bodies(bot, c
     assert all(len(line) < 300 for line in refused)
     assert 'deckhand_refused_requests_total{door="slack",reason="bad-signature"} 200.0' in requests.get(
         bot.url + "/metrics").text
+
+
+def test_the_error_handler_never_holds_the_request_thread_on_a_slack_call(bot):
+    def broken_lease():
+        raise RuntimeError("lease lookup failed")
+
+    bot.ctx.is_leader = broken_lease  # a middleware fails: the error surfaces on the HTTP request thread
+    bot.slack.fail("chat.postEphemeral", error="ok_after_delay", delay=5.0)  # Slack is slow to answer
+    body = urlencode({"command": "/ops", "text": "help", "user_id": DEVOPS, "channel_id": "C0DEV",
+                      "trigger_id": f"trig-{random.random()}", "team_id": "T0TEAM"})  # no response_url
+    answer = bot.sender.raw(body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 500
+    # Answered while Slack was still holding the error message's call back...
+    assert not [c for c in bot.slack.calls if c.method == "chat.postEphemeral"]
+    # ...which was made all the same, from another thread.
+    wait_until(lambda: [c for c in bot.slack.calls if c.method == "chat.postEphemeral"], "the error message")
