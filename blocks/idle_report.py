@@ -123,7 +123,7 @@ def savings_message(view: dict) -> dict:
     lines = []
     for month in view["months"]:
         parts = [f"{escape(t['team'])} {_amount(t)} ({t['actions']})" for t in month["teams"]]
-        lines.append(f"`{month['month']}` " + " · ".join(parts))
+        lines.append(f"`{escape(month['month'])}` " + " · ".join(parts))
     if lines:
         shown = lines[:24]
         text = "*Reclaimed by month* (team: CPU, memory (actions))\n" + "\n".join(shown)

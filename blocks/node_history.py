@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from blocks.common import (MAX_MESSAGE_BLOCKS, MAX_SECTION_TEXT, clip, code, context, escape, header, message,
-                           section)
+from blocks.common import (MAX_MESSAGE_BLOCKS, MAX_SECTION_TEXT, clip, code, context, escape, header, link, mention,
+                           message, section)
 from blocks.nodes import TITLES
 
 SHOWN_INCIDENTS = 20
@@ -75,32 +75,36 @@ def overview_message(rows: list[dict], now: str) -> dict:
     return message(text, _fit(blocks, footer, "sections"))
 
 
+def _title(reason: str) -> str:
+    return TITLES.get(reason) or escape(reason)
+
+
 def incident_line(item: dict) -> str:
-    title = TITLES.get(item["reason"], item["reason"])
+    title = _title(item["reason"])
     who = "the whole cluster" if item["node"] == "*" else f"`{escape(item['node'])}`"
-    line = f":red_circle: {who} — *{title}* for {item['age']} (since {_utc(item['since'])})"
+    line = f":red_circle: {who} — *{title}* for {escape(item['age'])} (since {_utc(item['since'])})"
     if item.get("summary"):
         line += f": {escape(clip(item['summary'], 200))}"
     if item.get("permalink"):
-        line += f" · <{item['permalink']}|alert message>"
+        line += f" · {link(item['permalink'], 'alert message')}"
     elif not item.get("ts"):
         line += " · _alert not posted (silenced or queued)_"
     if item.get("acked_by"):
-        line += f" · acknowledged by <@{item['acked_by']}>"
+        line += f" · acknowledged by {mention(item['acked_by'])}"
     return line
 
 
 def attempt_line(item: dict, with_node: bool = True) -> str:
     icon = OUTCOME_ICONS.get(item["outcome"], "")
     node = f"`{escape(item['node'])}` " if with_node else ""
-    line = (f"{icon} {node}{_utc(item['started_at'])} — reached `{item['reached']}`, *{item['outcome']}*"
-            f" in {item['duration']}")
+    line = (f"{icon} {node}{_utc(item['started_at'])} — reached `{escape(item['reached'])}`, "
+            f"*{escape(item['outcome'])}* in {escape(item['duration'])}")
     if item["outcome"] == "failed":
         failed = next((p for p in item["phases"] if p["status"] == "failed"), None)
         if failed and failed["exit_code"] is not None:
-            line += f" (exit code {failed['exit_code']})"
+            line += f" (exit code {escape(failed['exit_code'])})"
     if item["slow"]:
-        line += f" · :turtle: *slow* (over {item['slow_after']}, twice the cluster's p90)"
+        line += f" · :turtle: *slow* (over {escape(item['slow_after'])}, twice the cluster's p90)"
     return line
 
 
@@ -119,15 +123,15 @@ def cluster_message(view: dict) -> dict:
     attempts = view["attempts"]
     if attempts:
         blocks.append(section(f"*Last {len(attempts)} join attempts* (of {view['attempt_count']} in the last "
-                              f"{view['retention']})"))
+                              f"{escape(view['retention'])})"))
         blocks += sections([attempt_line(a) for a in attempts])
     else:
-        blocks.append(section(f"*Join attempts:* none reported in the last {view['retention']}."))
+        blocks.append(section(f"*Join attempts:* none reported in the last {escape(view['retention'])}."))
     notes = [f"As of {_utc(view['now'])}"]
     if view.get("slow_after"):
-        notes.append(f":turtle: = took over {view['slow_after']} (twice the p90 of this cluster's joins)")
+        notes.append(f":turtle: = took over {escape(view['slow_after'])} (twice the p90 of this cluster's joins)")
     notes.append(f"`/nodes {cluster} &lt;node&gt;` for every phase, exit code and log tail")
-    text = f"{view['cluster']}: {_plural(len(incidents), 'open incident')}, {_plural(view['attempt_count'], 'join attempt')}"
+    text = f"{cluster}: {_plural(len(incidents), 'open incident')}, {_plural(view['attempt_count'], 'join attempt')}"
     return message(text, _fit(blocks, context(" · ".join(notes)), "sections"))
 
 
@@ -138,25 +142,25 @@ def attempt_blocks(number: int, item: dict) -> list[dict]:
         head += f" · script `{escape(item['script_version'])}`"
     lines = [head]
     for phase in item["phases"]:
-        line = f"{PHASE_ICONS.get(phase['status'], '')} `{phase['phase']}` started {_clock(phase['started_at'])}"
+        line = f"{PHASE_ICONS.get(phase['status'], '')} `{escape(phase['phase'])}` started {_clock(phase['started_at'])}"
         if phase["status"] == "ok":
             line += f" → ok {_clock(phase['ok_at'])}"
         elif phase["status"] == "failed":
             line += f" → *failed* {_clock(phase['failed_at'])}"
             if phase["exit_code"] is not None:
-                line += f", exit code `{phase['exit_code']}`"
+                line += f", exit code `{escape(phase['exit_code'])}`"
             if phase["failures"] > 1:
-                line += f" ({phase['failures']} failures)"
+                line += f" ({escape(phase['failures'])} failures)"
         if phase["seconds"] is not None:
-            line += f" ({phase['duration']})"
+            line += f" ({escape(phase['duration'])})"
         if phase["status"] == "failed" and phase["message"]:
             line += f"\n      {escape(clip(phase['message'], 500))}"
         lines.append(line)
     blocks = sections(lines)
     for phase in item["phases"]:
         if phase["log_tail"]:
-            heading = f"*Log tail of `{phase['phase']}`*\n"
-            blocks.append(section(heading + code(escape(phase["log_tail"]), MAX_SECTION_TEXT - len(heading))))
+            heading = f"*Log tail of `{escape(phase['phase'])}`*\n"
+            blocks.append(section(heading + code(phase["log_tail"], MAX_SECTION_TEXT - len(heading))))  # code() escapes
     return blocks
 
 
@@ -171,7 +175,7 @@ def _current(view: dict) -> list[dict]:
     if not view["exists"]:
         return [section(f"*Now:* no Node object `{escape(view['node'])}` in `{escape(view['cluster'])}` (never "
                         "registered, or deleted).")]
-    state = "Ready" if view["ready"] == "True" else f"*not Ready* (Ready={view['ready']})"
+    state = "Ready" if view["ready"] == "True" else f"*not Ready* (Ready={escape(view['ready'])})"
     lines = [f"*Now:* {state}" + (" · *cordoned*" if view["cordoned"] else "")
              + f" · kubelet `{escape(view['kubelet_version'])}` · registered {_utc(view['created'])}"]
     lines.append("*Taints:* " + (", ".join(f"`{escape(t)}`" for t in view["taints"][:15]) or "none"))
@@ -184,32 +188,32 @@ def _current(view: dict) -> list[dict]:
 def _history_lines(view: dict) -> list[str]:
     lines = []
     for item in view["incidents"]:
-        title = TITLES.get(item["reason"], item["reason"])
+        title = _title(item["reason"])
         if item["state"] == "open":
-            line = f":red_circle: *{title}* open for {item['age']} (since {_utc(item['since'])})"
+            line = f":red_circle: *{title}* open for {escape(item['age'])} (since {_utc(item['since'])})"
         else:
-            line = (f":white_check_mark: *{title}* {_utc(item['since'])}, resolved after {item['age']}: "
+            line = (f":white_check_mark: *{title}* {_utc(item['since'])}, resolved after {escape(item['age'])}: "
                     f"{escape(item['resolution'] or 'resolved')}")
         if item["acked_by"]:
-            line += f" · acknowledged by <@{item['acked_by']}> at {_utc(item['acked_at'])}"
+            line += f" · acknowledged by {mention(item['acked_by'])} at {_utc(item['acked_at'])}"
         if item.get("permalink"):
-            line += f" · <{item['permalink']}|alert message>"
+            line += f" · {link(item['permalink'], 'alert message')}"
         lines.append(line)
     for silence in view["silences"]:
         scope = "the whole cluster" if silence["scope"] == "cluster" else "this node"
-        lines.append(f":zzz: <@{silence['by']}> silenced {scope} at {_utc(silence['at'])} until {_utc(silence['until'])}")
+        lines.append(f":zzz: {mention(silence['by'])} silenced {scope} at {_utc(silence['at'])} until {_utc(silence['until'])}")
     return lines
 
 
 def node_message(view: dict) -> dict:
     where = f"{view['node']} in {view['cluster']}"
-    blocks = [header(where)] + _current(view)
+    blocks = [header(where)] + _current(view)  # a header is plain text: no escaping
     history = _history_lines(view)
     blocks.append(section(f"*Incidents ({len(view['incidents'])})*" + ("" if history else ": none")))
     blocks += sections(history)
     attempts = view["attempts"]
     blocks.append(section(f"*Join attempts ({len(attempts)})*" + (", newest first" if attempts else
-                                                                   f": none reported in the last {view['retention']}")))
+                                                                   f": none reported in the last {escape(view['retention'])}")))
     count = len(attempts)
     shown = 0
     for index, item in enumerate(attempts):
@@ -221,10 +225,10 @@ def node_message(view: dict) -> dict:
     if shown < count:
         blocks.append(context(f"and {count - shown} older attempts not shown (Slack shows 50 blocks); "
                               "their reports are in deckhand's database"))
-    notes = [f"As of {_utc(view['now'])}", f"history kept {view['retention']}"]
+    notes = [f"As of {_utc(view['now'])}", f"history kept {escape(view['retention'])}"]
     if view.get("slow_after"):
-        notes.append(f":turtle: = took over {view['slow_after']} (twice the p90 of this cluster's joins)")
-    text = f"{where}: {_plural(count, 'join attempt')}, {_plural(len(view['incidents']), 'incident')}"
+        notes.append(f":turtle: = took over {escape(view['slow_after'])} (twice the p90 of this cluster's joins)")
+    text = f"{escape(where)}: {_plural(count, 'join attempt')}, {_plural(len(view['incidents']), 'incident')}"
     return message(text, blocks + [context(" · ".join(notes))])
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from blocks.common import (actions, button, clip, confirm, context, divider, escape, header, message, modal,
-                           section, select_input, text_input)
+from blocks.common import (actions, button, clip, confirm, context, divider, escape, header, mention, message,
+                           modal, section, select_input, text_input)
 
 PLAN_CALLBACK = "wave_plan"
 START, CANCEL, PAUSE, RESUME, ABORT, HAND_BACK, REFRESH = (
@@ -59,8 +59,8 @@ def _minutes(seconds: int) -> str:
 
 
 def _spec_lines(spec: dict) -> str:
-    what = dict((v, k) for k, v in SELECTORS).get(spec["selector_kind"], spec["selector_kind"])
-    procedure = dict((v, k) for k, v in PROCEDURES).get(spec["procedure"], spec["procedure"])
+    what = dict((v, k) for k, v in SELECTORS).get(spec["selector_kind"]) or escape(spec["selector_kind"])
+    procedure = dict((v, k) for k, v in PROCEDURES).get(spec["procedure"]) or escape(spec["procedure"])
     lines = [f"*Nodes:* {what.lower()} `{escape(clip(spec['selector'], 200))}` · *roles by* `{escape(spec['role_label'])}`",
              f"*At most out per role:* {escape(spec['max_unavailable'])} · *floor:* {escape(spec['floor'])} Ready · "
              f"*per-node timeout:* {_minutes(spec['node_timeout'])}",
@@ -101,11 +101,11 @@ def card(wave, rows: list[dict], settings=None, now: datetime | None = None) -> 
     spec, plan = wave.spec.as_dict(), wave.plan.as_dict()
     batches = plan["batches"]
     title = f"Node wave #{wave.id} · {wave.cluster}"
-    state = STATE_TEXT.get(wave.state, wave.state)
+    state = STATE_TEXT.get(wave.state) or escape(wave.state)
     if wave.state == "planned":
-        state += f" by <@{wave.requested_by}> — a second DevOps person must press Start"
+        state += f" by {mention(wave.requested_by)} — a second DevOps person must press Start"
     elif wave.state in ("running", "paused"):
-        state += f" — batch {min(wave.batch + 1, len(batches))} of {len(batches)} (started by <@{wave.started_by}>)"
+        state += f" — batch {min(wave.batch + 1, len(batches))} of {len(batches)} (started by {mention(wave.started_by)})"
     blocks = [header(title), section(f"*{state}*\n{_spec_lines(spec)}")]
     if wave.state == "paused" and wave.note:
         blocks.append(section(f":double_vertical_bar: *Paused:* {escape(clip(wave.note, 1500))}"))
@@ -145,7 +145,7 @@ def card(wave, rows: list[dict], settings=None, now: datetime | None = None) -> 
     buttons = _buttons(wave, rows)
     if buttons:
         blocks.append(actions(*buttons[:25], block_id=f"wave:{wave.id}"))
-    return message(f"{title}: {wave.state}", blocks)
+    return message(escape(f"{title}: {wave.state}"), blocks)  # the header above is plain text
 
 
 def _left_out(plan: dict) -> list[dict]:
@@ -172,7 +172,7 @@ def _buttons(wave, rows: list[dict]) -> list[dict]:
     if wave.state == "planned":
         return [button("Start", START, value, "primary",
                        confirm_dialog=confirm("Start this wave?", f"deckhand will cordon and drain the nodes of "
-                                                                  f"{wave.cluster} batch by batch, as planned.",
+                                                                  f"{escape(wave.cluster)} batch by batch, as planned.",
                                               yes="Start", danger=False)),
                 button("Cancel", CANCEL, value)]
     if wave.state not in ("running", "paused"):

@@ -7,6 +7,7 @@ join report's log tail and a CSR signer name go to the alerts channel inert."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
@@ -18,15 +19,19 @@ import pytest
 import blocks
 from blocks.common import code, escape
 
-HOSTILE = " <!channel> <https://evil.example/x.sh|click> &lt;b&gt; ```<!here>``` <@U0EVIL> <#C0EVIL> "
-LIVE = ("<!channel>", "<!here>", "<https://evil.example", "&lt;b&gt;", "<@U0EVIL>", "<#C0EVIL>")
+HOSTILE = " <!channel> <https://evil.example/x.sh|click> &lt;zq&gt; ```<!here>``` <@U0EVIL> <#C0EVIL> "
+LIVE = ("<!channel>", "<!here>", "<https://evil.example", "&lt;zq&gt;", "<@U0EVIL>", "<#C0EVIL>")
 # Parameters that take mrkdwn another renderer (or the listener's own fixed text) built, by design.
 BUILT_MRKDWN = {("canary.card_blocks", "note"), ("canary.status_message", "note"), ("canary.gone_message", "note"),
-                ("idle.kept_list_modal", "note"), ("pipeline.notice_modal", "text"), ("pipeline.loading_modal", "text")}
-NOT_MRKDWN = {"service.target_value"}  # a button value: Slack shows it to no one
-RENDERER_MODULES = ["audit", "canary", "home", "idle", "nodes", "ops", "pipeline", "service"]
+                ("idle.kept_list_modal", "note"), ("pipeline.notice_modal", "text"), ("pipeline.loading_modal", "text"),
+                ("waves.notice", "text"), ("node_history.sections", "lines")}
+# A button value and block ids: Slack shows them to no one.
+NOT_MRKDWN = {"service.target_value", "idle_report.list_block_id", "idle_report.parse_block_id"}
+RENDERER_MODULES = ["audit", "canary", "home", "idle", "idle_report", "node_history", "nodes", "ops", "pipeline",
+                    "service", "waves"]
 GOLDEN_TESTS = ["tests.canary.test_canary_blocks", "tests.deletion.test_service_blocks", "tests.idle.test_idle_blocks",
-                "tests.nodes.test_nodes_blocks", "tests.pipelines.test_pipeline_blocks"]
+                "tests.idle.test_idle_report_blocks", "tests.nodes.test_node_history_blocks",
+                "tests.nodes.test_nodes_blocks", "tests.nodes.test_wave_plan", "tests.pipelines.test_pipeline_blocks"]
 
 
 def parsed_texts(payload: Any, top: bool = True) -> list[str]:
@@ -88,6 +93,7 @@ def recorded_calls(monkeypatch) -> list[tuple[str, Any, tuple, dict]]:
                 originals[fn] = f"{name}.{attr}"
 
     def wrap(fn, label):
+        @functools.wraps(fn)  # inspect.signature sees the renderer's own parameters
         def recording(*args, **kwargs):
             calls.append((label, fn, args, kwargs))
             return fn(*args, **kwargs)
@@ -129,7 +135,7 @@ def parametrized(fn) -> list[tuple]:
 
 def more_calls() -> list[tuple[str, Any, tuple, dict]]:
     """Renderers the golden-file tests do not call, with plausible inputs of their own."""
-    from blocks import audit, home, ops
+    from blocks import audit, home, idle_report, node_history, ops, waves
     from tests.deletion.test_service_blocks import request
 
     row = {"id": 7, "at": "2026-11-20T12:00:00", "actor": "U0DEVOPS1", "action": "service.delete", "target": "checkout",
@@ -153,6 +159,13 @@ def more_calls() -> list[tuple[str, Any, tuple, dict]]:
                                                  "last": {"outcome": "ok", "ended_at": "2026-11-20T10:00:00",
                                                           "detail": "3 idle"}}],), {}),
         ("home.home_view", home.home_view, (), home_args),
+        ("node_history.ambiguous_text", node_history.ambiguous_text, ("node-7", ["prod-a", "prod-b"]), {}),
+        ("node_history.unknown_node_text", node_history.unknown_node_text, ("node-9", ["prod-a"], ["prod-b"]), {}),
+        ("node_history.waves_text", node_history.waves_text, (), {}),
+        ("waves.plan_modal", waves.plan_modal, (["prod-a", "prod-b"], "node-role.kubernetes.io/*", "45m", "C0OPS"), {}),
+        ("waves.notice", waves.notice, ("Started.",), {}),
+        ("idle_report.list_block_id", idle_report.list_block_id, ("payments", "prod-a/shop/cart"), {}),
+        ("idle_report.parse_block_id", idle_report.parse_block_id, ("idle-list:payments|prod-a/shop/cart",), {}),
     ]
 
 
@@ -184,7 +197,7 @@ def test_every_renderer_leaves_no_live_control_sequence_from_outside_text(monkey
                 continue  # a choice, not text: it never reaches a message
             problems += [f"{label} {path}: {p}" for p in live_controls(rendered)]
     assert every - covered - {label for label, *_ in more_calls()} == set()
-    assert not problems, "\n".join(sorted({p.split(": ", 1)[0] for p in problems}))
+    assert not problems, "\n".join(sorted(set(problems))[:60])
 
 
 def test_code_blocks_escape_and_cannot_be_broken_out_of():
