@@ -6,7 +6,11 @@ Middleware here, once, for every request:
   holds across threads and restarts.
 - commands and clicks acked before their listener is queued (commands/pool.py).
 - one error handler that turns any exception into a short ephemeral message with an error id
-  that is also logged; no stack traces in Slack.
+  that is also logged; no stack traces in Slack. It answers only requests whose signature held
+  (app.DeckhandApp verifies before Bolt), and never on the HTTP request thread.
+
+Metrics and logs name a request only by what the feature modules registered (SlackNames), so an
+unknown command, action id or callback id is `other`, never a new series.
 """
 from __future__ import annotations
 
