@@ -229,6 +229,43 @@ def test_stale_resource_version_replace_is_a_conflict(kube_fake, api):
     assert err.value.status == 409 and json.loads(err.value.body)["reason"] == "AlreadyExists"
 
 
+def test_delete_preconditions_refuse_a_recreated_or_changed_object(kube_fake, api):
+    """DeleteOptions.preconditions as the real API server answers them: 409 Conflict carrying the
+    storage layer's "Precondition failed" text; the object stays. Matching preconditions delete."""
+    apps = client.AppsV1Api(api)
+    old = apps.create_namespaced_deployment("default", deployment("web"))
+    apps.delete_namespaced_deployment("web", "default")
+    new = apps.create_namespaced_deployment("default", deployment("web"))  # same name, new identity
+    assert new.metadata.uid != old.metadata.uid
+    with pytest.raises(client.ApiException) as err:
+        apps.delete_namespaced_deployment("web", "default", body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=old.metadata.uid)))
+    assert err.value.status == 409
+    body = json.loads(err.value.body)
+    assert body["kind"] == "Status" and body["reason"] == "Conflict"
+    assert body["details"] == {"name": "web", "group": "apps", "kind": "deployments"}
+    assert body["message"] == (
+        'Operation cannot be fulfilled on deployments.apps "web": StorageError: invalid object, Code: 4, '
+        f"Key: /registry/deployments/default/web, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: "
+        f"UID in precondition: {old.metadata.uid}, UID in object meta: {new.metadata.uid}")
+
+    stale = new.metadata.resource_version
+    apps.patch_namespaced_deployment("web", "default", {"metadata": {"labels": {"touched": "yes"}}})
+    current = apps.read_namespaced_deployment("web", "default").metadata.resource_version
+    with pytest.raises(client.ApiException) as err:
+        apps.delete_namespaced_deployment("web", "default", body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=new.metadata.uid, resource_version=stale)))
+    assert err.value.status == 409
+    assert json.loads(err.value.body)["message"].endswith(
+        f"Precondition failed: ResourceVersion in precondition: {stale}, ResourceVersion in object meta: {current}")
+    assert kube_fake.get("apps/v1", "Deployment", "default", "web")["metadata"]["uid"] == new.metadata.uid
+    assert len(kube_fake.deletions) == 1  # only the first, unconditional delete landed
+
+    apps.delete_namespaced_deployment("web", "default", body=client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(uid=new.metadata.uid, resource_version=current)))
+    assert kube_fake.get("apps/v1", "Deployment", "default", "web") is None
+
+
 def test_error_bodies_are_status_objects(kube_fake, api):
     with pytest.raises(client.ApiException) as err:
         client.AppsV1Api(api).read_namespaced_deployment("ghost", "default")

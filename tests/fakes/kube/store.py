@@ -318,11 +318,15 @@ class _StoreMixin:
     def _api_delete_locked(self, rt: ResourceType, ns: str | None, name: str, options: dict, dry_run: bool) -> dict:
         old = self._api_get(rt, ns, name)
         pre = options.get("preconditions") or {}
+        # The real server checks preconditions in storage (k8s.io/apiserver storage.Preconditions.Check)
+        # and turns the StorageError into a 409 Conflict whose message carries it verbatim.
         if pre.get("uid") and pre["uid"] != old["metadata"]["uid"]:
-            raise _conflict(rt, name, f"Precondition failed: UID in precondition: {pre['uid']}, UID in object "
-                                      f"meta: {old['metadata']['uid']}")
+            raise _conflict(rt, name, _precondition(rt, ns, name, f"UID in precondition: {pre['uid']}, UID in "
+                                                                  f"object meta: {old['metadata']['uid']}"))
         if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"].get("resourceVersion"):
-            raise _conflict(rt, name, "Precondition failed: resourceVersion in precondition does not match")
+            raise _conflict(rt, name, _precondition(
+                rt, ns, name, f"ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in "
+                              f"object meta: {old['metadata'].get('resourceVersion')}"))
         if dry_run:
             return old
         with self._lock:
@@ -342,3 +346,10 @@ class _StoreMixin:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": obj["metadata"]["name"], "group": rt.group, "kind": rt.plural,
                             "uid": obj["metadata"]["uid"]}}
+
+
+def _precondition(rt: ResourceType, ns: str | None, name: str, why: str) -> str:
+    """The StorageError text the real server wraps in its Conflict: etcd key and all."""
+    where = "/".join(p for p in ((rt.group if rt.custom else ""), rt.plural, ns or "", name) if p)
+    return (f"StorageError: invalid object, Code: 4, Key: /registry/{where}, ResourceVersion: 0, "
+            f"AdditionalErrorMsg: Precondition failed: {why}")
