@@ -22,7 +22,7 @@ UNKNOWN_CALLER = "_unknown caller_ (no sidecar, or plain TCP without mTLS)"
 MAX_LINES = 12  # per list; the rest becomes "and N more" so a section stays well under 3,000 chars
 PHASES = {1: "Stop routing", 2: "Workloads and batches", 3: "Service and the rest"}
 STEP_ICONS = {"deleted": ":white_check_mark:", "already gone": ":heavy_minus_sign:", "failed": ":x:",
-              "": ":white_small_square:"}
+              "left in place": ":leftwards_arrow_with_hook:", "": ":white_small_square:"}
 
 
 def target_value(report, source: str) -> str:
@@ -59,12 +59,12 @@ def verdict_text(report, overridden: bool = False) -> str:
     if not blockers:
         return (f":white_check_mark: *Nothing depends on `{escape(report.service)}`* — no callers in the last "
                 f"{escape(report.window)}, and no other team's batches or routes point at it.")
-    kinds = {"traffic": "unknown traffic", "caller": "caller", "batch": "batch", "route": "route",
-             "shared": "shared workload"}
+    kinds = {"protected": "a protected namespace", "traffic": "unknown traffic", "caller": "caller",
+             "batch": "batch", "route": "route", "shared": "shared workload", "plan": "changed object"}
     counts: dict[str, int] = {}
     for b in blockers:
         counts[b.kind] = counts.get(b.kind, 0) + 1
-    summary = ", ".join(kinds.get(k, escape(k)) if k == "traffic" else _count(n, kinds.get(k) or escape(k))
+    summary = ", ".join(kinds.get(k, escape(k)) if k in ("traffic", "protected") else _count(n, kinds.get(k) or escape(k))
                         for k, n in counts.items())
     return f":no_entry: *Deletion is blocked* by {summary}. Each needs to go (or be confirmed) first."
 
@@ -76,6 +76,8 @@ def report_blocks(report, overridden_by: str | None = None, override_reason: str
                       ("Team", escape(report.team) if report.team else "_no team label_"),
                       ("Frees (requests × replicas)", f"{cores(report.cpu_cores)}, {gib(report.memory_bytes)}")]),
               section(verdict_text(report, overridden=bool(override_reason)))]
+    if report.protected:
+        blocks.append(section(f":lock: *Protected namespace* — {escape(report.protected)}."))
     if report.traffic_unknown:
         text = f":grey_question: *Inbound traffic: unknown* — {escape(report.traffic_unknown)}."
         if override_reason:
@@ -97,6 +99,12 @@ def report_blocks(report, overridden_by: str | None = None, override_reason: str
             blocks.append(section(f"*{title}* ({len(items)}):\n" + _capped(lines)))
     if with_deleted:
         blocks.append(section(deleted_text(report.deleted)))
+        if report.gitops_files:
+            files = [f"`{escape(p)}`" for p in report.gitops_files]
+            blocks.append(section(f"*GitOps*: its pipeline is in `{escape(report.gitops_folder or '')}/`; approval opens "
+                                  f"a pull request removing exactly these {_count(len(files), 'file')}: "
+                                  + ", ".join(files[:MAX_LINES])
+                                  + (f" and {len(files) - MAX_LINES} more" if len(files) > MAX_LINES else "")))
     if report.notes:
         blocks.append(context(*(escape(n) for n in report.notes[:3])))
     return blocks
@@ -195,7 +203,7 @@ def steps_text(plan) -> str:
             continue
         lines = [f"{STEP_ICONS.get(s.result, '')} {escape(s.kind)} `{escape(s.name)}`"
                  + (f" {escape(s.result)}" if s.result and s.result != "failed" else "")
-                 + (f" — {escape(s.detail)}" if s.result == "failed" else "") for s in mine]
+                 + (f" — {escape(s.detail)}" if s.result in ("failed", "left in place") else "") for s in mine]
         parts.append(f"*{phase}. {title}*\n" + _capped(lines, 15))
     return "\n".join(parts) or "Nothing to delete."
 

@@ -22,6 +22,7 @@ from bot.foundation.context import Context
 from bot.foundation.doors import allowed_response_url
 from bot.foundation.logs import redact_deep
 from bot.deletion.dependencies import DependencyReport, ServiceMissing, check
+from bot.foundation.gitops import GitOpsError
 from bot.foundation.kube import KubeError
 from bot.foundation.services import describe_lookup_failure, find_service
 from commands.kit import action_value, deny, fail, safe_respond, usage_text, user_of, words
@@ -34,6 +35,9 @@ USAGE = ["deps <service> [cluster]", "delete <service> [cluster]"]
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MIN_REASON = 10
+# The files a removal PR would delete are part of what the approver sees, so they are read at request time.
+_GITOPS_NEXT = ("Nothing was requested: the files of its pipeline in the GitOps repository are part of what gets "
+                "approved. Try again in a minute; if it keeps failing, ask DevOps to check deckhand's GitHub access.")
 
 
 def open_deletion_request(ctx: Context, client, respond, user: str, service: str, cluster: str,
@@ -168,7 +172,10 @@ def register(app, ctx: Context) -> None:
                 report, mode="delete", source=target.get("src", "command"), can_request=True,
                 can_override=bool(ctx.access.may(user, "deletion.override")),
                 notice=":warning: *Something changed since the check*: the deletion is blocked now."))
-        req, created = lifecycle.create_request(ctx, report, user, source=target.get("src") or "command")
+        try:
+            req, created = lifecycle.create_request(ctx, report, user, source=target.get("src") or "command")
+        except GitOpsError as exc:
+            return fail(respond, f"Requesting the deletion of {report.service}", exc, _GITOPS_NEXT)
         safe_respond(respond, response_type="ephemeral", replace_original=True,
                      text=requested_text(req, created, _approvals(ctx)))
 
@@ -208,8 +215,11 @@ def register(app, ctx: Context) -> None:
             return reply(response_type="ephemeral", replace_original=True, **report_message(
                 report, mode="delete", source=target.get("src", "command"), can_request=True, can_override=True,
                 notice=":warning: *Not requested*: besides unknown traffic, something else blocks it now."))
-        req, created = lifecycle.create_request(ctx, report, user, source=target.get("src") or "command",
-                                                override_reason=reason if report.traffic_unknown else None)
+        try:
+            req, created = lifecycle.create_request(ctx, report, user, source=target.get("src") or "command",
+                                                    override_reason=reason if report.traffic_unknown else None)
+        except GitOpsError as exc:
+            return fail(reply, f"Requesting the deletion of {report.service}", exc, _GITOPS_NEXT)
         reply(response_type="ephemeral", replace_original=True, text=requested_text(req, created, _approvals(ctx)))
 
     def decide(body, respond, action: str, run) -> None:

@@ -7,6 +7,11 @@ one Prometheus query for callers (and one more to tell "no callers" from "no Ist
 Unknowns are blockers: when Prometheus cannot answer, or holds no Istio data for the cluster,
 or the service's pods run without a sidecar, traffic is unknown and the report is blocked
 (DevOps may override with a written reason; bot/deletion/lifecycle.py keeps that decision).
+A Service in a protected namespace (`protected_namespaces` in the config) is blocked outright:
+deckhand never deletes anything there, whoever asks, and no override waives it.
+
+Every object it would delete is recorded with its identity (uid and resourceVersion as read), so
+a request stores exactly what the approver is shown and approval can compare identities.
 """
 from __future__ import annotations
 
@@ -75,6 +80,12 @@ class Finding:
     evidence: str = ""
     api: str = ""  # group/version/plural, so a stored plan can be deleted after a restart
     phase: int = 0
+    uid: str = ""               # identity as read: a re-created object of the same name has another uid
+    resource_version: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
 
     @property
     def key(self) -> str:
@@ -88,7 +99,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class Blocker:
-    kind: str  # caller | traffic | batch | route | shared
+    kind: str  # caller | traffic | batch | route | shared | protected | plan
     key: str
     subject: str
     evidence: str
@@ -112,10 +123,17 @@ class DependencyReport:
     cpu_cores: float = 0.0
     memory_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    protected: str | None = None      # why nothing in this namespace may be deleted, when it is protected
+    # The GitOps folder and files a removal PR would delete, recorded when the deletion is requested
+    # (None: not looked up, e.g. a request stored before deckhand recorded them).
+    gitops_folder: str | None = None
+    gitops_files: list[str] | None = None
 
     @property
     def blockers(self) -> list[Blocker]:
-        out = [Blocker("traffic", "traffic:unknown", "Inbound traffic unknown", self.traffic_unknown)] \
+        out = [Blocker("protected", f"protected:{self.namespace}", f"Namespace {self.namespace}", self.protected)] \
+            if self.protected else []
+        out += [Blocker("traffic", "traffic:unknown", "Inbound traffic unknown", self.traffic_unknown)] \
             if self.traffic_unknown else []
         out += [Blocker("caller", c.key, f"{c.namespace}/{c.workload}" if not c.unknown else "unknown caller",
                         c.evidence) for c in self.callers]
@@ -154,7 +172,8 @@ def _api(resource: Resource) -> str:
 
 def _finding(resource: Resource, obj: dict, evidence: str = "", phase: int = 0) -> Finding:
     m = meta(obj)
-    return Finding(resource.kind, m.get("namespace", ""), m.get("name", ""), evidence, _api(resource), phase)
+    return Finding(resource.kind, m.get("namespace", ""), m.get("name", ""), evidence, _api(resource), phase,
+                   str(m.get("uid") or ""), str(m.get("resourceVersion") or ""))
 
 
 def _size(n: float) -> str:
@@ -191,6 +210,9 @@ def check(ctx: Context, cluster: str, namespace: str, service: str) -> Dependenc
     report = DependencyReport(cluster=cluster, namespace=namespace, service=service,
                               team=labels(svc).get(team_key), app=app, window=promql_duration(window),
                               checked_at=ctx.store.now())
+    if settings.is_protected(namespace):
+        report.protected = (f"`{namespace}` is a protected namespace (`protected_namespaces` in deckhand's config): "
+                            "deckhand never deletes or changes anything there, whoever asks")
     notes = report.notes
     deleted: list[Finding] = []
 

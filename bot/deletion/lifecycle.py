@@ -17,6 +17,14 @@ CAS makes the loser see what the winner did. The lock is in SQLite and names its
 crash mid-run the new writer drops it, and the deletion-expiry job (recover_interrupted) moves the
 request to `failed` (`pending` if it died during the re-check), where a button resumes it.
 
+What is deleted is exactly what the approver was shown: the request stores its plan as object
+identities (kind, namespace, name, uid, resourceVersion) and, when the service's pipeline lives in
+GitOps, the files a removal PR would delete. Approval re-checks and refuses when anything is new
+or has another uid; every DELETE carries the uid (and the resourceVersion last read) as a
+precondition, so an object re-created under the same name is never deleted by an old approval.
+A precondition 409 stops the run; *Continue deletion* re-reads each remaining object first and
+leaves a re-created one in place.
+
 The request records, their storage and their Slack message are in bot/deletion/requests.py;
 the names other modules use are re-exported here.
 """
@@ -29,10 +37,10 @@ from dataclasses import asdict, dataclass
 
 from bot.foundation.context import Context
 from bot.deletion.requests import (FINAL, OPEN, RENDERER, TABLE, DeletionRequest, Step, get_request,  # noqa: F401
-                                   message_of, notify_requester, open_request_for, plan_of, publish,
+                                   message_of, notify_requester, open_request_for, plan_changes, plan_of, publish,
                                    refresh_pending_gauge, set_renderer)
-from bot.deletion.dependencies import PHASES, WORKLOADS, DependencyReport, ServiceMissing, check
-from bot.foundation.gitops import GitOpsError
+from bot.deletion.dependencies import PHASES, WORKLOADS, Blocker, DependencyReport, ServiceMissing, check
+from bot.foundation.gitops import GitOpsError, markdown_text
 from bot.foundation.kube import KubeError
 from bot.foundation.store import Audit, iso
 
@@ -78,7 +86,10 @@ def _announce(ctx: Context, req: DeletionRequest, requester_text: str | None = N
 def create_request(ctx: Context, report: DependencyReport, requester: str, source: str = "command",
                    override_reason: str | None = None) -> tuple[DeletionRequest, bool]:
     """Record a request and queue its approval message. Returns (request, created); when an open
-    request for the service exists already, that one and False."""
+    request for the service exists already, that one and False. Raises GitOpsError when the GitOps
+    repository cannot be read (the files a removal PR would delete are part of what is approved)."""
+    found = gitops_folder(ctx, report.service, report.team)
+    report.gitops_folder, report.gitops_files = found if found is not None else (None, [])
     now = ctx.now()
     expires = now + ctx.settings.deletion.request_ttl
     with ctx.store.tx() as db:
@@ -186,9 +197,9 @@ def approve(ctx: Context, request_id: int, user: str) -> Outcome:
         if req.state == "failed":
             if not _move(ctx, req, "failed", "deleting", user, "deletion.resume"):
                 return Outcome(False, describe_state(_reload(ctx, req)))
-            return _run_deletion(ctx, _reload(ctx, req), user)
+            return _run_deletion(ctx, _reload(ctx, req), user, reread=True)
         if req.state == "deleting":  # a crash mid-deletion: continue where it stopped
-            return _run_deletion(ctx, req, user)
+            return _run_deletion(ctx, req, user, reread=True)
         return Outcome(False, f"Nothing to approve. {describe_state(req)}")
 
 
@@ -210,23 +221,23 @@ def _recheck_and_delete(ctx: Context, req: DeletionRequest, user: str) -> Outcom
     except KubeError as exc:
         return _back_to_pending(ctx, req, user, "re-check the dependencies", exc)
     new = fresh.blockers_beyond(bool(req.override_reason))
-    if new:
-        note = f"the re-check found {len(new)} new blocker{'' if len(new) == 1 else 's'}"
-        _move(ctx, req, "approved", "refused", user, "deletion.recheck",
-              {"report": fresh.to_dict(), "changes": [asdict(b) for b in new], "note": note},
-              params={"blockers": [b.key for b in new]})
-        changed = "; ".join(f"{b.subject} ({b.evidence})" for b in new[:5])
-        changed += f"; and {len(new) - 5} more" if len(new) > 5 else ""
-        _announce(ctx, req, f":no_entry: The deletion of `{req.service}` was refused at approval: since you "
-                            f"requested it, something new depends on it: {changed}.")
-        return Outcome(False, f":no_entry: Refused — the re-check found what changed since the request: {changed}. "
-                              "Nothing was deleted.")
-    plan = [asdict(s) for s in plan_of(fresh)]
+    changed = plan_changes(req.plan, fresh)
     try:
-        folder = gitops_folder(ctx, req)
+        folder = gitops_folder(ctx, req.service, req.team)
     except GitOpsError as exc:
         return _back_to_pending(ctx, req, user, "check the GitOps repository for its pipeline", exc)
-    if folder is not None:
+    approved_files = req.report.gitops_files
+    if folder is not None and approved_files is not None:
+        changed += [Blocker("plan", f"file:{path}", f"GitOps file {path}",
+                            "new since the request: the approval message did not list it")
+                    for path in folder[1] if path not in approved_files]
+        # The PR removes exactly the approved files that are still there.
+        folder = (folder[0], [path for path in folder[1] if path in approved_files])
+    if new or changed:
+        return _refuse(ctx, req, user, fresh, new, changed)
+    fresh.gitops_folder, fresh.gitops_files = req.report.gitops_folder, approved_files
+    plan = [asdict(s) for s in plan_of(fresh)]
+    if folder is not None and folder[1]:
         return _open_removal_pr(ctx, req, user, fresh, plan, *folder)
     if not _move(ctx, req, "approved", "deleting", user, "deletion.start",
                  {"report": fresh.to_dict(), "plan": plan}):
@@ -234,8 +245,35 @@ def _recheck_and_delete(ctx: Context, req: DeletionRequest, user: str) -> Outcom
     return _run_deletion(ctx, _reload(ctx, req), user)
 
 
+def _refuse(ctx: Context, req: DeletionRequest, user: str, fresh: DependencyReport, blockers: list[Blocker],
+            changed: list[Blocker]) -> Outcome:
+    """Refuse the approval, naming what is new. The requester can request again; a second person
+    approves the new plan."""
+    parts = []
+    if blockers:
+        parts.append(f"the re-check found {len(blockers)} new blocker{'' if len(blockers) == 1 else 's'}")
+    if changed:
+        parts.append(f"{len(changed)} object{'' if len(changed) == 1 else 's'} to delete changed since the request "
+                     "(not in the approved plan)")
+    note = " and ".join(parts)
+    everything = blockers + changed
+    fresh.gitops_folder, fresh.gitops_files = req.report.gitops_folder, req.report.gitops_files
+    _move(ctx, req, "approved", "refused", user, "deletion.recheck",
+          {"report": fresh.to_dict(), "changes": [asdict(b) for b in everything], "note": note},
+          params={"blockers": [b.key for b in everything]})
+    what = "; ".join(f"{b.subject} ({b.evidence})" for b in everything[:5])
+    what += f"; and {len(everything) - 5} more" if len(everything) > 5 else ""
+    why = ("something new depends on it" if blockers and not changed else
+           "what it would delete is no longer what was approved" if not blockers else
+           "something new depends on it and what it would delete is no longer what was approved")
+    _announce(ctx, req, f":no_entry: The deletion of `{req.service}` was refused at approval: since you "
+                        f"requested it, {why}: {what}. Request it again to have the new plan approved.")
+    return Outcome(False, f":no_entry: Refused — the re-check found what changed since the request: {what}. "
+                          "Nothing was deleted.")
+
+
 # -- GitOps -----------------------------------------------------------------------------------
-def gitops_folder(ctx: Context, req: DeletionRequest) -> tuple[str, list[str]] | None:
+def gitops_folder(ctx: Context, service: str, team: str | None) -> tuple[str, list[str]] | None:
     """(folder, files) when the service's pipeline lives in the GitOps repo (a deckhand.yaml under
     pipelines.path), else None. GitOps would re-create what we delete, so the repo goes first."""
     if ctx.gitops is None:
@@ -243,17 +281,17 @@ def gitops_folder(ctx: Context, req: DeletionRequest) -> tuple[str, list[str]] |
     pattern = ctx.settings.pipelines.path
     prefix = pattern.split("{", 1)[0]
     marker = "\x00team\x00"
-    regex = re.escape(pattern.replace("{team}", marker).replace("{service}", req.service)).replace(
+    regex = re.escape(pattern.replace("{team}", marker).replace("{service}", service)).replace(
         re.escape(marker), "(?P<team>[^/]+)") + "/deckhand.yaml"
     files = ctx.gitops.files_under(prefix)
     found = [(m.group("team") if "team" in m.groupdict() else None, path[: -len("/deckhand.yaml")])
              for path in files for m in [re.fullmatch(regex, path)] if m]
     if not found:
         return None
-    mine = [folder for team, folder in found if team == req.team] or [folder for _, folder in found]
+    mine = [folder for owner, folder in found if owner == team] or [folder for _, folder in found]
     if len(mine) > 1:
         raise GitOpsError("find the service's folder", 0, f"several folders hold a deckhand.yaml for "
-                                                         f"{req.service} ({', '.join(mine)}) and none is team {req.team}")
+                                                         f"{service} ({', '.join(mine)}) and none is team {team}")
     folder = mine[0]
     return folder, sorted(p for p in files if p.startswith(folder + "/"))
 
@@ -261,10 +299,13 @@ def gitops_folder(ctx: Context, req: DeletionRequest) -> tuple[str, list[str]] |
 def _open_removal_pr(ctx: Context, req: DeletionRequest, user: str, fresh: DependencyReport, plan: list[dict],
                      folder: str, files: list[str]) -> Outcome:
     branch = f"{BRANCH_PREFIX}{req.service}"
-    body = (f"Deletion request #{req.id}: delete `{req.service}` ({req.namespace}) from `{req.cluster}`.\n\n"
-            f"Requested by Slack user {req.requester}, approved by {user} after a dependency re-check found "
-            f"nothing that depends on it.\n\nThis removes `{folder}/` ({len(files)} files). Once it is merged, "
-            f"deckhand deletes the remaining objects from `{req.cluster}` in a safe order: "
+    md = markdown_text
+    body = (f"Deletion request #{req.id}: delete {md(req.service)} ({md(req.namespace)}) from {md(req.cluster)}.\n\n"
+            f"Requested by Slack user {md(req.requester)}, approved by {md(user)} after a dependency re-check found "
+            f"nothing that depends on it and nothing to delete that the approval did not show.\n\n"
+            f"This removes exactly the {len(files)} approved files of {md(folder + '/')}:\n\n"
+            + "".join(f"- {md(path)}\n" for path in files)
+            + f"\nOnce it is merged, deckhand deletes the approved objects from {md(req.cluster)} in a safe order: "
             + ", ".join(f"{len([s for s in plan if s['phase'] == p])} in '{name}'" for p, name in PHASES.items())
             + ".\nClose this PR without merging to cancel the deletion.")
     try:
@@ -301,7 +342,8 @@ def on_pull_request_closed(ctx: Context, branch: str, number: int, merged: bool)
             return f"deletion request #{req.id} cancelled"
         if not _move(ctx, req, "awaiting_merge", "deleting", "github", "deletion.merged", params={"pr": number}):
             return f"deletion request #{req.id} moved meanwhile"
-        outcome = _run_deletion(ctx, _reload(ctx, req), "github")
+        # Hours may have passed since the approval (and GitOps sync touched the objects): read them again.
+        outcome = _run_deletion(ctx, _reload(ctx, req), "github", reread=True)
         return f"deletion request #{req.id}: {outcome.message}"
 
 
@@ -339,26 +381,26 @@ def _save_plan(ctx: Context, req: DeletionRequest) -> None:
                    [json.dumps([asdict(s) for s in req.plan]), ctx.store.now(), req.id])
 
 
-def _run_deletion(ctx: Context, req: DeletionRequest, actor: str) -> Outcome:
+def _run_deletion(ctx: Context, req: DeletionRequest, actor: str, reread: bool = False) -> Outcome:
     """Delete the plan's objects phase by phase (foreground propagation), saving each step's result.
     The lock on the request is held by the caller. Deleting what is already gone is a no-op, so a
-    resumed run simply walks the plan again."""
+    resumed run simply walks the plan again.
+
+    Every DELETE carries the approved uid and the resourceVersion last read as preconditions. Right
+    after the approval's re-check those come from that read; `reread` (Continue, a resumed run, the
+    merge of a removal PR, all later than the re-check) reads each remaining object again first: gone
+    is done, another uid means it was re-created since the approval and it is left in place."""
     for phase in sorted({s.phase for s in req.plan}):
         for step in [s for s in req.plan if s.phase == phase and not s.done]:
             try:
+                if reread and step.uid and _reread(ctx, req, step):
+                    continue
                 gone_now = ctx.kube.delete(req.cluster, step.finding.resource, step.namespace, step.name,
-                                           propagation="Foreground")
+                                           propagation="Foreground", uid=step.uid or None,
+                                           resource_version=step.resource_version or None)
                 step.result, step.detail = ("deleted" if gone_now else "already gone"), ""
             except KubeError as exc:
-                step.result, step.detail = "failed", str(exc)
-                _save_plan(ctx, req)
-                _move(ctx, req, "deleting", "failed", actor, "deletion.step",
-                      {"note": f"{step.kind} {step.namespace}/{step.name}: {exc}"},
-                      params={"step": f"{step.kind}/{step.name}", "error": str(exc)})
-                _announce(ctx, req, f":warning: Deleting `{req.service}` from `{req.cluster}` stopped at {step.kind} "
-                                    f"`{step.name}`: {exc}. DevOps can press *Continue deletion* on the request.")
-                return Outcome(False, f":warning: *Deletion stopped* at {step.kind} `{step.namespace}/{step.name}` — "
-                                      f"{exc}\nFix the cause, then press *Continue deletion*: finished steps are skipped.")
+                return _stop(ctx, req, actor, step, exc)
         _save_plan(ctx, req)
         if phase == WORKLOADS:
             _record_saving(ctx, req)
@@ -367,8 +409,45 @@ def _run_deletion(ctx: Context, req: DeletionRequest, actor: str) -> Outcome:
     _move(ctx, req, "deleting", "deleted", actor, "deletion.done",
           params={"cpu_cores": req.report.cpu_cores, "memory_bytes": req.report.memory_bytes})
     freed = _freed(req.report)
-    _announce(ctx, req, f":wastebasket: `{req.service}` is deleted from `{req.cluster}`{freed}.")
-    return Outcome(True, f"Deleted `{req.service}` from `{req.cluster}`{freed}.")
+    kept = [s for s in req.plan if s.result == "left in place"]
+    left = (f" {', '.join(f'{s.kind} `{s.name}`' for s in kept)} {'was' if len(kept) == 1 else 'were'} re-created "
+            "since the approval and left in place (never approved).") if kept else ""
+    _announce(ctx, req, f":wastebasket: `{req.service}` is deleted from `{req.cluster}`{freed}.{left}")
+    return Outcome(True, f"Deleted `{req.service}` from `{req.cluster}`{freed}.{left}")
+
+
+def _reread(ctx: Context, req: DeletionRequest, step: Step) -> bool:
+    """Read the object again before deleting it. True when there is nothing to delete (the step is
+    settled: already gone, or re-created and left in place); otherwise its resourceVersion is fresh."""
+    current = ctx.kube.get(req.cluster, step.finding.resource, step.namespace, step.name)
+    if current is None:
+        step.result, step.detail = "already gone", ""
+        return True
+    meta = current.get("metadata") or {}
+    if str(meta.get("uid") or "") != step.uid:
+        step.result = "left in place"
+        step.detail = "re-created since the approval (another uid): not the object that was approved"
+        return True
+    step.resource_version = str(meta.get("resourceVersion") or "")
+    return False
+
+
+def _stop(ctx: Context, req: DeletionRequest, actor: str, step: Step, exc: KubeError) -> Outcome:
+    if exc.precondition_failed:
+        why = ("it changed since it was read: Kubernetes refused the delete because its uid or resourceVersion "
+               "no longer matches what was approved")
+        hint = ("Nothing more was deleted. Press *Continue deletion*: it reads the object again, deletes it if it "
+                "is still the approved one, and leaves it in place if it was re-created.")
+    else:
+        why, hint = str(exc), "Fix the cause, then press *Continue deletion*: finished steps are skipped."
+    step.result, step.detail = "failed", why
+    _save_plan(ctx, req)
+    _move(ctx, req, "deleting", "failed", actor, "deletion.step",
+          {"note": f"{step.kind} {step.namespace}/{step.name}: {why}"},
+          params={"step": f"{step.kind}/{step.name}", "error": str(exc)})
+    _announce(ctx, req, f":warning: Deleting `{req.service}` from `{req.cluster}` stopped at {step.kind} "
+                        f"`{step.name}`: {why}. DevOps can press *Continue deletion* on the request.")
+    return Outcome(False, f":warning: *Deletion stopped* at {step.kind} `{step.namespace}/{step.name}` — {why}\n{hint}")
 
 
 def _record_saving(ctx: Context, req: DeletionRequest) -> None:

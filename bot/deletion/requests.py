@@ -29,16 +29,27 @@ class Step:
     namespace: str
     name: str
     api: str
-    result: str = ""  # "" not yet | deleted | already gone | failed
+    result: str = ""  # "" not yet | deleted | already gone | left in place | failed
     detail: str = ""
+    uid: str = ""               # the approved object's identity; every DELETE carries it as a precondition
+    resource_version: str = ""  # as last read (the approval's re-check, or a re-read before a resumed delete)
 
     @property
     def done(self) -> bool:
-        return self.result in ("deleted", "already gone")
+        return self.result in ("deleted", "already gone", "left in place")
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.namespace}/{self.name}"
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
 
     @property
     def finding(self) -> Finding:
-        return Finding(self.kind, self.namespace, self.name, "", self.api, self.phase)
+        return Finding(self.kind, self.namespace, self.name, "", self.api, self.phase, self.uid,
+                       self.resource_version)
 
 
 @dataclass
@@ -152,4 +163,22 @@ def notify_requester(ctx: Context, req: DeletionRequest, text: str) -> None:
 
 
 def plan_of(report: DependencyReport) -> list[Step]:
-    return [Step(f.phase, f.kind, f.namespace, f.name, f.api) for f in report.deleted]
+    return [Step(f.phase, f.kind, f.namespace, f.name, f.api, uid=f.uid, resource_version=f.resource_version)
+            for f in report.deleted]
+
+
+def plan_changes(approved: list[Step], fresh: DependencyReport) -> list[Blocker]:
+    """What the fresh check would delete that the approver was not shown: an object new to the plan,
+    or one whose uid differs (deleted and re-created under the same name since the request).
+    Objects that left the plan (gone, or no longer the service's) are simply not deleted."""
+    shown = {s.key: s for s in approved}
+    changes = []
+    for f in fresh.deleted:
+        step = shown.get(f.key)
+        if step is None:
+            changes.append(Blocker("plan", f"plan:{f.key}", f.subject,
+                                   "new since the request: the approval message did not list it"))
+        elif step.uid and f.uid and step.uid != f.uid:
+            changes.append(Blocker("plan", f"plan:{f.key}", f.subject,
+                                   f"re-created since the request (uid {step.uid[:8]}… is now {f.uid[:8]}…)"))
+    return changes

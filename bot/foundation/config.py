@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
+import kubernetes_validate.utils
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
@@ -300,6 +301,22 @@ class Deletion(Strict):
     request_ttl: Duration = timedelta(hours=72)
 
 
+def _kubernetes_minor(value: Any) -> str:
+    """`1.32` (or `1.32.4`, `v1.32`) -> "1.32": the schemas generated objects are checked against."""
+    if isinstance(value, float):
+        raise ValueError(f"write the version quoted, e.g. \"1.30\" (YAML reads {value} as a number)")
+    match = re.fullmatch(r"v?(1)\.(\d{1,3})(\.\d+)?", value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes version such as \"1.32\"")
+    minor = f"{match.group(1)}.{match.group(2)}"
+    known = sorted({".".join(v.split(".")[:2]) for v in kubernetes_validate.utils.all_versions()},
+                   key=lambda v: int(v.split(".")[1]))
+    if minor not in known:
+        raise ValueError(f"no Kubernetes schemas for {minor} in this deckhand (kubernetes-validate knows "
+                         f"{known[0]} to {known[-1]})")
+    return minor
+
+
 class Pipelines(Strict):
     path: str = "services/{team}/{service}"
     templates: str | None = None
@@ -307,6 +324,8 @@ class Pipelines(Strict):
     max_replicas: int = Field(default=20, ge=1, le=1000)
     poll_interval: Duration = timedelta(minutes=5)
     namespace: str = "{team}"  # Kubernetes namespace of generated objects; {team} and {service} expand
+    # The clusters' Kubernetes minor: every rendered object is validated against its schemas before a PR.
+    kubernetes_version: Annotated[str, BeforeValidator(_kubernetes_minor)] = "1.32"
 
     @field_validator("path", "namespace")
     @classmethod
@@ -352,6 +371,36 @@ class Lease(Strict):
     duration: Duration = timedelta(seconds=30)
 
 
+# Namespaces deckhand never writes to, whoever asks: the control plane's and the mesh's.
+BUILTIN_PROTECTED = ("kube-system", "kube-public", "kube-node-lease", "istio-system")
+# Kubernetes mounts the pod's namespace here (the ServiceAccount token volume).
+SERVICEACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def own_namespace(env: dict[str, str] | None = None, path: str = SERVICEACCOUNT_NAMESPACE) -> str | None:
+    """deckhand's own namespace: POD_NAMESPACE (the Deployment sets it from the downward API), else the
+    in-cluster ServiceAccount's namespace file, else None (running outside Kubernetes)."""
+    env = os.environ if env is None else env
+    name = (env.get("POD_NAMESPACE") or "").strip()
+    if not name:
+        try:
+            name = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+    return name if _NAME.match(name) and len(name) <= 63 else None
+
+
+def _protected(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of namespace names")
+    for name in value:
+        if not isinstance(name, str) or not _NAME.match(name) or len(name) > 63:
+            raise ValueError(f"{name!r} is not a namespace name (a DNS-1123 label)")
+    # deckhand's own namespace is always protected: nothing it is told may delete or patch deckhand.
+    own = own_namespace()
+    return list(dict.fromkeys([*value, *([own] if own else [])]))
+
+
 class Settings(Strict):
     clusters: list[Cluster]
     github: GitHub | None = None
@@ -367,6 +416,8 @@ class Settings(Strict):
     lease: Lease = Lease()
     prometheus: SharedPrometheus | None = None
     waves: Waves = Waves()
+    protected_namespaces: Annotated[list[str], BeforeValidator(_protected)] = Field(
+        default=list(BUILTIN_PROTECTED), validate_default=True)
 
     @model_validator(mode="after")
     def _unique_clusters(self) -> "Settings":
@@ -401,6 +452,9 @@ class Settings(Strict):
 
     def cluster(self, name: str) -> Cluster | None:
         return next((c for c in self.clusters if c.name == name), None)
+
+    def is_protected(self, namespace: str | None) -> bool:
+        return bool(namespace) and namespace in self.protected_namespaces
 
 
 HOOK_SECRET_PREFIX = "DECKHAND_HOOK_SECRET_"

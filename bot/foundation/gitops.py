@@ -7,6 +7,7 @@ is force-moved to the new commit and an existing open PR is updated instead of d
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +17,24 @@ from github import Auth, Github, GithubException, InputGitTreeElement
 from github.Repository import Repository
 
 from bot.foundation.config import GitHub as GitHubSettings
+
+
+def markdown_text(value: object) -> str:
+    """Any outside value (a display name, a service, an image, a path) as inert GitHub Markdown.
+
+    The one escaping function for pull request bodies. It renders the value as an inline code
+    span: inside one GitHub makes no links, images, HTML, `@user` / `@org/team` mentions or `#123`
+    references, which backslash escapes do not prevent (mentions and autolinks are found in the
+    rendered text). The fence is one backtick longer than the longest run inside (CommonMark code
+    spans); whitespace runs (a newline would start a new block) become one space, and control
+    characters are dropped. Not for table cells: a `|` still splits a GFM table row."""
+    text = "".join(ch for ch in str(value) if ch in "\t\n\r" or not (ord(ch) < 32 or 127 <= ord(ch) < 160))
+    text = " ".join(text.split())
+    if not text:
+        return "(empty)"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 class GitOpsError(Exception):

@@ -91,8 +91,22 @@ class KubeError(Exception):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def precondition_failed(self) -> bool:
+        """A DELETE's uid/resourceVersion precondition did not hold: the object is not the one read."""
+        return self.status == 409 and "Precondition failed" in (self.message or "")
+
+    @property
+    def protected(self) -> bool:
+        return self.reason == PROTECTED
+
+
+PROTECTED = "ProtectedNamespace"
+
 
 def _explain(status: int, reason: str, message: str) -> str:
+    if reason == PROTECTED:
+        return message
     if status == 0:
         return f"the API server did not answer ({message})"
     hints = {
@@ -108,11 +122,16 @@ def _explain(status: int, reason: str, message: str) -> str:
 
 
 class KubeGateway:
-    """One ApiClient per cluster, created lazily; raw JSON in and out."""
+    """One ApiClient per cluster, created lazily; raw JSON in and out.
 
-    def __init__(self, clusters: Iterable[Cluster], timeout: float = 10.0):
+    Writes to a protected namespace (`protected_namespaces`) are refused here, before any request is
+    made, whatever feature asks: this is the one door every write goes through. The only exception is
+    deckhand's own leader-election Lease, which lives in deckhand's own (protected) namespace."""
+
+    def __init__(self, clusters: Iterable[Cluster], timeout: float = 10.0, protected: Iterable[str] = ()):
         self.clusters = {c.name: c for c in clusters}
         self.timeout = timeout
+        self.protected = frozenset(protected)
         self.calls: Counter[str] = Counter()  # per cluster, for benchmarks and /metrics
         self._clients: dict[str, k8s.ApiClient] = {}
         self._lock = threading.Lock()
@@ -155,9 +174,10 @@ class KubeGateway:
         body: Any = None, content_type: str = "application/json", action: str | None = None,
         timeout: float | None = None,
     ) -> Any:
+        action = action or f"{method} {path}"
+        self._refuse_protected(cluster, method, path, action)
         api = self._client(cluster)
         self.calls[cluster] += 1
-        action = action or f"{method} {path}"
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -184,6 +204,18 @@ class KubeGateway:
             return json.loads(data)
         except ValueError:
             raise KubeError(cluster, action, response.status, "BadResponse", "the answer was not JSON") from None
+
+    def _refuse_protected(self, cluster: str, method: str, path: str, action: str) -> None:
+        if method in ("GET", "HEAD") or not self.protected:
+            return
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts[:4] and \
+            parts.index("namespaces") + 1 < len(parts) else None
+        if namespace not in self.protected or path.startswith(LEASES.path(namespace)):
+            return
+        raise KubeError(cluster, action, 403, PROTECTED,
+                        f"`{namespace}` is a protected namespace (protected_namespaces in deckhand's config); "
+                        "deckhand never writes there, whoever asks")
 
     def _failed(self, cluster: str, status: int) -> None:
         if self.on_error:
@@ -246,12 +278,17 @@ class KubeGateway:
                             content_type=content_type, action=what)
 
     def delete(self, cluster: str, resource: Resource, namespace: str | None, name: str,
-               propagation: str = "Foreground") -> bool:
-        """True when deleted now, False when it was already gone (deleting twice is safe)."""
+               propagation: str = "Foreground", uid: str | None = None,
+               resource_version: str | None = None) -> bool:
+        """True when deleted now, False when it was already gone (deleting twice is safe).
+        With `uid` (and `resource_version`) the API server deletes only that very object, else 409."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        if preconditions:
+            options["preconditions"] = preconditions
         try:
             self.request(
-                cluster, "DELETE", resource.path(namespace, name),
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+                cluster, "DELETE", resource.path(namespace, name), body=options,
                 action=f"delete {resource.kind} {_ref(namespace, name)}",
             )
             return True

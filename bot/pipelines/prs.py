@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from bot.foundation.context import Context, new_error_id
-from bot.foundation.gitops import GitOpsError, PullRequest
+from bot.foundation.gitops import GitOpsError, PullRequest, markdown_text
 from bot.pipelines.catalog import existing_service, read_pointer, scan
 from bot.pipelines.render import (
     GENERATED_DIR,
@@ -114,9 +115,9 @@ def _pipeline(ctx: Context, row: dict) -> Outcome:
                        f"`{ctx.settings.github.base_branch}` already has, so no pull request was opened."})
     verb = "create" if row["action"] == "create" else "edit"
     title = f"pipeline: {verb} {spec.service} ({spec.kind}{', ' + spec.strategy if spec.strategy else ''})"
-    body = _pr_body(ctx, row, f"{'New pipeline' if verb == 'create' else 'Pipeline change'}: `{spec.service}`",
+    body = _pr_body(ctx, row, f"{'New pipeline' if verb == 'create' else 'Pipeline change'}: {markdown_text(spec.service)}",
                     summary(spec, detail["image"]), changes, notes,
-                    f"Change it with `/pipeline edit {spec.service}` in Slack rather than by hand: "
+                    f"Change it with {markdown_text('/pipeline edit ' + spec.service)} in Slack rather than by hand: "
                     "`deckhand.yaml` is the source of truth and the other files are re-rendered from it.")
     pr = ctx.gitops.propose(row["branch"], changes, title, body)
     return Outcome("open", "opened", pr=pr, files=sorted(changes), detail=detail)
@@ -170,11 +171,11 @@ def _bump(ctx: Context, row: dict) -> Outcome:
         return Outcome("noop", "no change", detail={**detail, "note": f"`{image}` is already at {version} and "
                        "every tracking batch already runs it, so no pull request was opened."})
     title = f"batch image: {image} {previous} → {version}"
-    body = _pr_body(ctx, row, f"Batch base image bump: `{image}`",
+    body = _pr_body(ctx, row, f"Batch base image bump: {markdown_text(image)}",
                     [("Base image", image), ("Version", f"{previous} → {version}"),
                      ("Batches re-rendered", ", ".join(affected) or "none track it yet")],
-                    changes, notes, f"Batches whose tag policy is `track latest of {image}` run the new version "
-                                    "once this is merged and synced.")
+                    changes, notes, f"Batches whose tag policy is {markdown_text('track latest of ' + image)} run the "
+                                    "new version once this is merged and synced.")
     pr = ctx.gitops.propose(row["branch"], changes, title, body)
     return Outcome("open", "opened", pr=pr, files=sorted(changes), detail=detail)
 
@@ -201,17 +202,23 @@ def display_name(ctx: Context, user: str) -> str:
     return profile.get("display_name") or profile.get("real_name") or info.get("real_name") or info.get("name") or user
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# A Slack permalink as chat.getPermalink returns it; anything else is not linked.
+_PERMALINK = re.compile(r"https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.slack\.com/archives/[A-Z0-9]+/p[0-9]+"
+                        r"(\?[A-Za-z0-9=&._-]*)?")
 
 
 def _pr_body(ctx: Context, row: dict, heading: str, pairs, changes: dict, notes: list[str], footer: str) -> str:
+    """Every value from outside (the display name, the spec's fields, paths) goes through
+    markdown_text; `heading`, `notes` and `footer` are deckhand's sentences with their values
+    already passed through it. Labels are deckhand's own words."""
+    md = markdown_text
     who = display_name(ctx, row["editor"] or row["requester"])
-    where = f" ([Slack message]({row['permalink']}))" if row.get("permalink") else ""
-    lines = [f"### {heading}", "", f"Requested in Slack by **{_cell(who)}**{where}.", "", "| | |", "|---|---|"]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in pairs]
+    link = row.get("permalink") or ""
+    where = f" ([Slack message]({link}))" if _PERMALINK.fullmatch(link) else ""
+    lines = [f"### {heading}", "", f"Requested in Slack by {md(who)}{where}.", ""]
+    lines += [f"- **{label}**: {md(value)}" for label, value in pairs]
     lines += ["", "**Files**", ""]
-    lines += [f"- `{path}`" + (" (removed)" if text is None else "") for path, text in sorted(changes.items())]
+    lines += [f"- {md(path)}" + (" (removed)" if text is None else "") for path, text in sorted(changes.items())]
     if notes:
         lines += ["", "**Notes**", ""] + [f"- {n}" for n in notes]
     lines += ["", f"_Opened by deckhand. {footer}_", ""]
