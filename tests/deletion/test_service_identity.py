@@ -1,0 +1,168 @@
+"""What the approver saw is exactly what is deleted: the plan is stored as identities at request time,
+approval refuses anything new or re-created, every DELETE carries the uid (and resourceVersion) as a
+precondition, and a 409 from it stops the run. Through signed Slack requests and the Kubernetes fake."""
+from __future__ import annotations
+
+import json
+
+from blocks.service import ACTION_APPROVE, ACTION_RESUME
+from bot.deletion import lifecycle
+from tests.deletion.test_service_approval import OBJECTS, blocks_text, ephemeral_after
+from tests.deletion.test_service_gitops import FILES
+from tests.deletion.test_service_world import (REPO, approval_message, button, click, configmap,  # noqa: F401
+                                               mesh_prometheus, request_deletion, start, wait_state, workload)
+from tests.harness import DEVOPS, DEVOPS2, PAY_DEV
+
+
+def shadow_objects() -> list[dict]:
+    """The black-box finding: a Deployment the Service selects and a Secret with its app label, both
+    created after the request."""
+    return [workload("payments-api-shadow", "payments", app="payments-api", replicas=1),
+            {"apiVersion": "v1", "kind": "Secret", "data": {},
+             "metadata": {"name": "ledger-prod-credentials", "namespace": "payments", "labels": {"app": "payments-api"}}}]
+
+
+def test_objects_created_after_the_request_refuse_the_approval(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+    assert {(s.kind, s.name) for s in req.plan} == set(OBJECTS)
+    assert all(s.uid and s.resource_version for s in req.plan)  # identities, as read at request time
+    assert next(s for s in req.plan if s.kind == "Deployment").uid == \
+        kube.get(None, "Deployment", "payments", "payments-api")["metadata"]["uid"]
+
+    kube.add_many(shadow_objects())
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    text = ephemeral_after(bot, before, "Refused")
+    assert "Deployment payments/payments-api-shadow" in text and "Secret payments/ledger-prod-credentials" in text
+    assert "Nothing was deleted" in text
+    refused = wait_state(bot, req.id, "refused")
+    assert kube.deletions == [] and not [w for w in kube.writes() if w.method == "DELETE"]
+    assert sorted(b.key for b in refused.changes) == ["plan:Deployment:payments/payments-api-shadow",
+                                                      "plan:Secret:payments/ledger-prod-credentials"]
+    assert "2 objects to delete changed since the request" in refused.note
+    bot.flush()
+    message = blocks_text(approval_message(bot, req.id))
+    assert "What changed since the request" in message and "payments-api-shadow" in message
+    assert button(approval_message(bot, req.id)["blocks"], ACTION_APPROVE) is None
+    dm = [m["text"] for m in bot.slack.messages(PAY_DEV).values() if "refused at approval" in m["text"]]
+    assert dm and "ledger-prod-credentials" in dm[-1] and "Request it again" in dm[-1]
+
+    # Requested again, the new plan lists them, and a second person approves exactly that.
+    again = request_deletion(bot, PAY_DEV)
+    assert {("Deployment", "payments-api-shadow"), ("Secret", "ledger-prod-credentials")} <= \
+        {(s.kind, s.name) for s in again.plan}
+    click(bot, ACTION_APPROVE, again.id, user=DEVOPS2)
+    wait_state(bot, again.id, "deleted")
+    assert sorted((d["kind"], d["name"]) for d in kube.deletions) == sorted(
+        OBJECTS + [("Deployment", "payments-api-shadow"), ("Secret", "ledger-prod-credentials")])
+
+
+def test_an_object_recreated_under_the_same_name_refuses_the_approval(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+    old_uid = kube.get(None, "ConfigMap", "payments", "payments-api-config")["metadata"]["uid"]
+    kube.delete(None, "ConfigMap", "payments", "payments-api-config")
+    kube.add(configmap("payments-api-config", "payments", {"LOG_LEVEL": "debug"}, {"app": "payments-api"}))
+    assert kube.get(None, "ConfigMap", "payments", "payments-api-config")["metadata"]["uid"] != old_uid
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    text = ephemeral_after(bot, before, "Refused")
+    assert "ConfigMap payments/payments-api-config (re-created since the request" in text
+    assert wait_state(bot, req.id, "refused") and kube.deletions == []
+
+
+def test_every_delete_carries_the_approved_uid_and_resource_version(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+    identities = {(kind, name): kube.get(None, kind, "payments", name)["metadata"] for kind, name in OBJECTS}
+    kube.clear_requests()
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    wait_state(bot, req.id, "deleted")
+    deletes = [w for w in kube.writes() if w.method == "DELETE"]
+    assert len(deletes) == len(OBJECTS)
+    for write in deletes:
+        kind, name = next(k for k in OBJECTS if write.path.endswith(f"/{k[1]}") and
+                          f"/{kind_plural(k[0])}/" in write.path)
+        meta = identities[(kind, name)]
+        assert write.body["preconditions"] == {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+
+
+def kind_plural(kind: str) -> str:
+    return {"VirtualService": "virtualservices", "DestinationRule": "destinationrules", "Deployment": "deployments",
+            "CronJob": "cronjobs", "Service": "services", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+            "PodDisruptionBudget": "poddisruptionbudgets", "ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+
+
+def test_a_uid_precondition_409_stops_and_continue_leaves_the_recreated_object(bot_factory, github_fake,
+                                                                               mesh_prometheus):
+    """Between the approval's re-check and its DELETE, a controller re-creates the Deployment under the
+    same name: the API server refuses the old approval's delete, and the new object is never deleted."""
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+    recreated = {}
+
+    @kube.on_write
+    def recreate(verb, rt, obj):
+        if verb == "delete" and rt.kind == "VirtualService" and not recreated:
+            kube.delete(None, "Deployment", "payments", "payments-api")
+            recreated.update(kube.add(workload("payments-api", "payments", app="payments-api"))["metadata"])
+
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    text = ephemeral_after(bot, before, "Deletion stopped")
+    assert "Deployment `payments/payments-api`" in text and "uid or resourceVersion" in text
+    assert "*Continue deletion*" in text and "re-created" in text
+    failed = wait_state(bot, req.id, "failed")
+    refused = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/deployments/payments-api")]
+    assert [r.status for r in refused] == [409]
+    assert kube.get(None, "Deployment", "payments", "payments-api")["metadata"]["uid"] == recreated["uid"]
+    assert "Service" not in {d["kind"] for d in kube.deletions}  # the safe order stopped before the Service
+    assert [s.result for s in failed.plan if s.kind == "Deployment"] == ["failed"]
+    bot.flush()
+    message = approval_message(bot, req.id)
+    assert "Deletion stopped" in blocks_text(message) and button(message["blocks"], ACTION_RESUME)
+
+    before = len(bot.slack.responses)
+    click(bot, ACTION_RESUME, req.id, user=DEVOPS2)
+    assert "left in place" in ephemeral_after(bot, before, "Deleted")
+    done = wait_state(bot, req.id, "deleted")
+    step = next(s for s in done.plan if s.kind == "Deployment")
+    assert step.result == "left in place" and "re-created" in step.detail
+    assert kube.get(None, "Deployment", "payments", "payments-api")["metadata"]["uid"] == recreated["uid"]
+    assert ("Deployment", "payments-api") not in {(d["kind"], d["name"]) for d in kube.deletions}
+    assert {("Service", "payments-api"), ("Secret", "payments-api-db")} <= {(d["kind"], d["name"]) for d in kube.deletions}
+    bot.flush()
+    assert ":leftwards_arrow_with_hook: Deployment `payments-api` left in place" in blocks_text(approval_message(bot, req.id))
+
+
+def test_the_removal_pr_removes_exactly_the_approved_files(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus, files=FILES)
+    req = request_deletion(bot, PAY_DEV)
+    approved = ["services/payments/payments-api/deckhand.yaml", "services/payments/payments-api/deployment.yaml"]
+    assert req.report.gitops_folder == "services/payments/payments-api" and req.report.gitops_files == approved
+    bot.flush()
+    assert "approval opens a pull request removing exactly these 2 files" in blocks_text(approval_message(bot, req.id))
+
+    github_fake.commit_files(REPO, "main", {"services/payments/payments-api/secret-config.yaml": "kind: Secret\n"},
+                             message="a file the approver never saw")
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    text = ephemeral_after(bot, before, "Refused")
+    assert "GitOps file services/payments/payments-api/secret-config.yaml" in text
+    assert wait_state(bot, req.id, "refused") and github_fake.pulls(REPO) == []
+
+    again = request_deletion(bot, PAY_DEV)
+    # One approved file goes away before the approval: the PR removes the rest, nothing else.
+    github_fake.commit_files(REPO, "main", {"services/payments/payments-api/deployment.yaml": None},
+                             message="hand removal")
+    click(bot, ACTION_APPROVE, again.id, user=DEVOPS2)
+    waiting = wait_state(bot, again.id, "awaiting_merge")
+    assert github_fake.pr_files(REPO, waiting.pr_number) == {
+        "services/payments/payments-api/deckhand.yaml": None, "services/payments/payments-api/secret-config.yaml": None}
+    body = github_fake.pulls(REPO)[0]["body"]
+    assert "removes exactly the 2 approved files" in body and "- `services/payments/payments-api/deckhand.yaml`" in body
