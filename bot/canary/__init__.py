@@ -10,7 +10,12 @@ Every operation:
 - re-reads the cluster first (weights may have been changed by hand) — a Next step whose button
   showed another state than the cluster's does nothing and says so;
 - is resumable: each write is one audited step, the first failure stops the run and names the
-  step, and running it again continues from what the cluster now shows.
+  step, and running it again continues from what the cluster now shows;
+- never touches a protected namespace (`protected_namespaces`), whoever asks.
+
+Who may operate a canary is decided on its owner: the team label of the stable workload (the
+stable Deployment, else the VirtualService; the Rollout for Argo), never the canary Deployment's
+own label alone.
 """
 from __future__ import annotations
 
@@ -110,6 +115,12 @@ def operate(ctx, ref: CanaryRef, action: str, actor: str, seen: dict | None = No
             _audit(ctx, actor, action, ref, "gone")
             return Outcome(action, "gone", f"There is no canary of `{ref.service}` in `{ref.cluster}/{ref.namespace}` "
                                            "any more; nothing was changed.", canary=canary, actor=actor)
+        if ctx.settings.is_protected(ref.namespace):
+            _audit(ctx, actor, action, ref, "refused: protected namespace")
+            return Outcome(action, "refused", f"{label} refused: `{ref.namespace}` is a protected namespace "
+                                              "(`protected_namespaces` in deckhand's config), so deckhand changes "
+                                              "nothing there, whoever asks. Nothing was changed.",
+                           canary=canary, actor=actor)
         if action == "step" and seen and seen != canary.seen:
             _audit(ctx, actor, action, ref, f"moved: now {canary.canary_weight}%")
             return Outcome(action, "moved", f"The canary changed since that message: it now gets "

@@ -132,10 +132,15 @@ def _build(ctx, cluster, namespace, service, vs, routes, deployments) -> Canary:
     replicas = int(((canary_dep or {}).get("spec") or {}).get("replicas", 1)) if canary_dep else 0
     cpu, memory = workload_reserved(canary_dep) if canary_dep else (0.0, 0)
     live = weight > 0 or replicas > 0
+    # The owner is whoever owns what the canary takes traffic from: the stable Deployment, else the
+    # VirtualService. Anyone who may create a Deployment in a shared namespace can label a
+    # `<svc>-canary` with their own team; that label alone must not hand them the service's traffic.
+    team_key = settings.labels.team
+    owner = next((labels(o).get(team_key) for o in (stable, vs) if o and labels(o).get(team_key)), None)
+    claimed = labels(canary_dep).get(team_key) if canary_dep else None
     canary = Canary(
         ref=CanaryRef(ISTIO, cluster, namespace, service),
-        team=next((labels(o).get(settings.labels.team) for o in (canary_dep, stable, vs)
-                   if o and labels(o).get(settings.labels.team)), None),
+        team=owner,
         canary_weight=weight,
         stable_images=containers_images(_template(stable).get("spec") or {}),
         canary_images=canary_images,
@@ -158,6 +163,9 @@ def _build(ctx, cluster, namespace, service, vs, routes, deployments) -> Canary:
     if len(set(weights)) > 1:
         canary.warnings.append(f"the VirtualService's routes disagree on the canary weight ({weights}); "
                                f"the highest is shown and every step sets them all")
+    if claimed and claimed != owner:
+        canary.warnings.append(f"the canary Deployment is labelled {team_key}={claimed}, but the stable workload and "
+                               f"route belong to {owner or 'no team'}; only they (or DevOps) may operate it")
     if canary_dep is None:
         canary.warnings.append(f"no canary Deployment found (`{service}-canary` with `{settings.labels.track}: canary`)")
     if stable is None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-from blocks.service import ACTION_APPROVE, ACTION_RESUME
+from blocks.service import ACTION_APPROVE, ACTION_OVERRIDE, ACTION_REQUEST, ACTION_RESUME
 from bot.deletion import lifecycle
 from tests.deletion.test_service_approval import OBJECTS, blocks_text, ephemeral_after
 from tests.deletion.test_service_gitops import FILES
 from tests.deletion.test_service_world import (REPO, approval_message, button, click, configmap,  # noqa: F401
-                                               mesh_prometheus, request_deletion, start, wait_state, workload)
+                                               mesh_prometheus, report_of, request_deletion, service, start,
+                                               wait_state, workload)
 from tests.harness import DEVOPS, DEVOPS2, PAY_DEV
 
 
@@ -166,3 +167,24 @@ def test_the_removal_pr_removes_exactly_the_approved_files(bot_factory, github_f
         "services/payments/payments-api/deckhand.yaml": None, "services/payments/payments-api/secret-config.yaml": None}
     body = github_fake.pulls(REPO)[0]["body"]
     assert "removes exactly the 2 approved files" in body and "- `services/payments/payments-api/deckhand.yaml`" in body
+
+
+def test_a_service_in_a_protected_namespace_is_never_deleted(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    kube.add_many([service("metrics-proxy", "kube-system"),
+                   workload("metrics-proxy", "kube-system", app="metrics-proxy", replicas=1)])
+    report = report_of(bot, DEVOPS, "delete kube-system/metrics-proxy prod-a")
+    text = blocks_text(report)
+    assert "Protected namespace" in text and "`kube-system` is a protected namespace" in text
+    assert "Deletion is blocked* by a protected namespace" in text
+    assert button(report["blocks"], ACTION_REQUEST) is None and button(report["blocks"], ACTION_OVERRIDE) is None
+
+    # A hand-made Request deletion click (the button value names the service) is refused the same way.
+    value = json.dumps({"c": "prod-a", "n": "kube-system", "s": "metrics-proxy", "src": "command"})
+    before = len(bot.slack.responses)
+    bot.sender.block_actions(ACTION_REQUEST, value=value, user_id=DEVOPS, channel_id="C0PAY")
+    reply = bot.slack.wait_for(lambda: [r for r in bot.slack.responses[before:] if r.get("blocks")], timeout=15)[-1]
+    assert "Something changed since the check" in blocks_text(reply) and "protected namespace" in blocks_text(reply)
+    assert lifecycle.open_request_for(bot.ctx, "prod-a", "kube-system", "metrics-proxy") is None
+    assert kube.deletions == [] and not [w for w in kube.writes() if w.method == "DELETE"]
