@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 from slack_sdk.errors import SlackApiError
 
@@ -65,9 +66,11 @@ def register(app, ctx: Context) -> None:
     def submitted(ack, body, client):
         view = body["view"]
         meta = json.loads(view.get("private_metadata") or "{}")
-        mode = meta.get("mode", "create")
+        mode = "edit" if meta.get("mode") == "edit" else "create"
         form = form_values((view.get("state") or {}).get("values") or {})
         if mode == "edit":
+            # The modal does not let anyone change these; the ack checks the rest of the form with
+            # them, and after the ack they are read again from the repository (edit_submitted).
             form.update(service=meta.get("service"), team=meta.get("team"))
         spec, errors = pipelines.check_submission(ctx, form, mode)
         user = user_of(body)
@@ -86,6 +89,8 @@ def register(app, ctx: Context) -> None:
             ctx.audit(user, "pipeline.edit", "no change", target=spec.service, params={"team": spec.team})
             return
         ack()
+        if mode == "edit":
+            return edit_submitted(ctx, client, spec, user, meta.get("channel"))
         propose(ctx, client, action=mode, target=spec.service, team=spec.team, spec=spec.to_dict(), user=user,
                 channel=meta.get("channel"))
 
@@ -200,6 +205,30 @@ def open_edit(ctx: Context, client, body: dict, service: str) -> None:
                              "digest": spec.digest()}),
         max_replicas=ctx.settings.pipelines.max_replicas))
     _refresh(ctx)
+
+
+def edit_submitted(ctx: Context, client, submitted: PipelineSpec, user: str, channel: str | None) -> None:
+    """After the ack: which pipeline this is and whose it is come from the repository, never from the
+    modal (its private_metadata only names the service to look up). The permission is decided on
+    the repository's team, and the spec proposed carries the repository's service and team."""
+    try:
+        current = _current_spec(ctx, submitted.service)
+    except (GitOpsError, SpecError) as exc:
+        ctx.audit(user, "pipeline.edit", f"failed: {exc}", target=submitted.service)
+        return _tell(client, channel, user, error_text(f"Reading {submitted.service}'s deckhand.yaml failed", str(exc),
+                                                       "Nothing was proposed. Try again in a minute; if it keeps "
+                                                       "failing, ask DevOps."))
+    if current is None:
+        ctx.audit(user, "pipeline.edit", "rejected: no such pipeline", target=submitted.service)
+        return _tell(client, channel, user, f":grey_question: There is no pipeline named `{submitted.service}` in the "
+                                            "GitOps repo any more, so nothing was proposed. See `/pipeline list`.")
+    spec = replace(submitted, service=current.service, team=current.team)
+    if spec.digest() == current.digest():
+        ctx.audit(user, "pipeline.edit", "no change", target=spec.service, params={"team": spec.team})
+        return _tell(client, channel, user, f":information_source: Nothing changed in *{spec.service}*, so no pull "
+                                            "request was opened.")
+    propose(ctx, client, action="edit", target=spec.service, team=spec.team, spec=spec.to_dict(), user=user,
+            channel=channel)
 
 
 def _current_spec(ctx: Context, service: str) -> PipelineSpec | None:

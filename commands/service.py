@@ -76,7 +76,7 @@ def _show_report(ctx: Context, respond, user: str, service: str, cluster: str | 
 
 def _check(ctx: Context, respond, service: str, cluster: str | None, namespace: str | None) -> DependencyReport | None:
     """Find the one Service meant and check it; say precisely what went wrong otherwise."""
-    if not _NAME.match(service or "") or (namespace is not None and not _NAME.match(namespace)):
+    if not _NAME.fullmatch(service or "") or (namespace is not None and not _NAME.fullmatch(namespace)):
         safe_respond(respond, response_type="ephemeral", replace_original=False,
                      text=f":grey_question: `{service}` is not a Service name: use lowercase letters, digits and "
                           "'-' (optionally `namespace/service`).")

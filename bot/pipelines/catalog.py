@@ -17,6 +17,7 @@ from bot.foundation.context import Context
 from bot.foundation.gitops import GitOpsError
 from bot.foundation.kube import SERVICES, KubeError
 from bot.pipelines.render import parse_pointer, service_dir, spec_path_pattern
+from bot.pipelines.form import validate_spec
 from bot.pipelines.spec import PipelineSpec, SpecError, load_spec
 from bot.foundation.services import find_service
 
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RepoPipeline:
     path: str            # .../deckhand.yaml
-    spec: PipelineSpec | None
-    problem: str | None = None  # deckhand.yaml that could not be read back
+    spec: PipelineSpec | None   # only a spec that passes the modal's rules; None otherwise
+    problem: str | None = None  # deckhand.yaml that could not be read back, or breaks the modal's rules
+    loaded: PipelineSpec | None = None  # as read, even when invalid (to tell whom a problem concerns)
 
 
 class Catalog:
@@ -41,7 +43,8 @@ class Catalog:
         self.base_images: frozenset[str] | None = None
         self.refreshed_at: datetime | None = None
         self.refreshes = 0
-        self._specs: dict[str, PipelineSpec | str] = {}  # blob sha -> spec, or the reason it is unreadable
+        # blob sha -> (spec as read or None, problem or None)
+        self._specs: dict[str, tuple[PipelineSpec | None, str | None]] = {}
 
     # -- the ack's view (no network) ----------------------------------------------------------------
     def existing(self, name: str) -> str | None:
@@ -96,11 +99,11 @@ class Catalog:
         finally:
             self._refreshing.release()
 
-    def cached_spec(self, sha: str) -> PipelineSpec | str | None:
+    def cached_spec(self, sha: str) -> tuple[PipelineSpec | None, str | None] | None:
         with self._lock:
             return self._specs.get(sha)
 
-    def remember_spec(self, sha: str, spec: PipelineSpec | str) -> None:
+    def remember_spec(self, sha: str, spec: tuple[PipelineSpec | None, str | None]) -> None:
         with self._lock:
             if len(self._specs) > 5000:  # bounded: a repo with more pipelines just re-reads some
                 self._specs.clear()
@@ -123,8 +126,23 @@ def _service_of(ctx: Context, path: str) -> str:
     return match.group("service") if match and "service" in match.groupdict() else path.rsplit("/", 2)[-2]
 
 
+def read_back(ctx: Context, text: str | None, path: str) -> tuple[PipelineSpec | None, str | None]:
+    """deckhand.yaml from Git -> (spec as read, problem). A spec is only usable (problem None) when it
+    passes exactly the modal's rules (validate_spec); the problem names the file and the fields."""
+    try:
+        spec = load_spec(text or "", path)
+    except SpecError as exc:
+        return None, str(exc)
+    problems = validate_spec(spec, ctx.settings)
+    if problems:
+        return spec, f"{path} breaks the form's rules, so nothing is rendered from it: " + "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return spec, None
+
+
 def scan(ctx: Context, cache: Catalog | None = None, ref: str | None = None) -> list[RepoPipeline]:
-    """Every pipeline in the repo (base branch unless `ref`), sorted by path. Raises GitOpsError."""
+    """Every pipeline in the repo (base branch unless `ref`), sorted by path. Raises GitOpsError.
+    Specs that are unreadable or break the modal's rules come back with `spec` None and a `problem`."""
     if ctx.gitops is None:
         raise GitOpsError("list pipelines", 0, "GitHub is not configured (github: in the config)")
     cache = cache or catalog(ctx)
@@ -133,16 +151,12 @@ def scan(ctx: Context, cache: Catalog | None = None, ref: str | None = None) -> 
     for path, sha in sorted(ctx.gitops.files_under(prefix, ref=ref).items()):
         if not pattern.match(path):
             continue
-        spec = cache.cached_spec(sha)
-        if spec is None:
-            text = ctx.gitops.read_blob(sha)
-            try:
-                spec = load_spec(text, path)
-            except SpecError as exc:
-                spec = str(exc)
-            cache.remember_spec(sha, spec)
-        out.append(RepoPipeline(path, spec if isinstance(spec, PipelineSpec) else None,
-                                spec if isinstance(spec, str) else None))
+        found = cache.cached_spec(sha)
+        if found is None:
+            found = read_back(ctx, ctx.gitops.read_blob(sha), path)
+            cache.remember_spec(sha, found)
+        loaded, problem = found
+        out.append(RepoPipeline(path, None if problem else loaded, problem, loaded))
     return out
 
 
@@ -155,10 +169,16 @@ def find_pipeline(ctx: Context, service: str, ref: str | None = None) -> RepoPip
 
 
 def read_spec_at(ctx: Context, spec: PipelineSpec, ref: str) -> PipelineSpec | None:
-    """The spec as a branch holds it (an open PR's version), or None."""
+    """The spec as a branch holds it (an open PR's version), or None. SpecError when it is there but
+    unreadable or breaks the modal's rules."""
     path = f"{service_dir(ctx.settings, spec.team, spec.service)}/deckhand.yaml"
     text = ctx.gitops.read_file(path, ref=ref)
-    return load_spec(text, path) if text else None
+    if not text:
+        return None
+    loaded, problem = read_back(ctx, text, path)
+    if problem:
+        raise SpecError(problem)
+    return loaded
 
 
 def read_pointer(ctx: Context, ref: str | None = None) -> dict[str, str]:

@@ -25,10 +25,13 @@ FIELDS = ("service", "team", "kind", "repo", "image", "port", "health_path", "sc
 MAX_NAME = {"api": 56, "worker": 56, "batch": 52}
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: Service names must start with a letter
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Patterns are used with fullmatch: `$` alone would also accept a trailing newline.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
 _IMAGE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_REPO = re.compile(r"^(?:https://[^/\s]+/|git@[^:\s]+:)?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$")
+# owner/name, or its https:// (a host and optional port: never `user:token@`) or git@host: address.
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+_REPO = re.compile(rf"^(?:https://{_HOST}(?::[0-9]{{1,5}})?/|git@{_HOST}:)?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "PRIVATE_KEY", "CREDENTIAL")
@@ -71,10 +74,9 @@ def check_form(form: dict[str, Any], settings: Settings, known: Known = Known(),
         errors["team"] = f"Choose one of the configured teams: {teams}."
 
     repo = text("repo").removesuffix("/")
-    if not repo:
-        errors["repo"] = "Enter the source repository, e.g. `org/payments-api`."
-    elif not _REPO.match(repo):
-        errors["repo"] = f"`{repo}` isn't a repository: use `owner/name` or its https:// or git@ address."
+    repo_problem = repository_problem(repo)
+    if repo_problem:
+        errors["repo"] = repo_problem
 
     image = text("image")
     image_problem = image_repository_problem(image)
@@ -89,7 +91,7 @@ def check_form(form: dict[str, Any], settings: Settings, known: Known = Known(),
         health_path = text("health_path")
         if not health_path:
             errors["health_path"] = "An api needs a health-check path, e.g. `/healthz`."
-        elif not _PATH.match(health_path) or len(health_path) > 200:
+        elif not _PATH.fullmatch(health_path) or len(health_path) > 200:
             errors["health_path"] = f"`{health_path}` isn't a URL path: start with `/`, no spaces, e.g. `/healthz`."
     if kind == "batch":
         schedule = " ".join(text("schedule").split())
@@ -145,6 +147,26 @@ def check_form(form: dict[str, Any], settings: Settings, known: Known = Known(),
     ), {}
 
 
+def validate_spec(spec: PipelineSpec, settings: Settings) -> list[str]:
+    """A spec read back from Git (deckhand.yaml), held to exactly the modal's rules before anything is
+    rendered from it: [] when the modal would have produced this very spec, else one line per field.
+    A hand edit can put anything in Git; what the form refuses must not reach a template this way."""
+    form = form_from_spec(spec)
+    checked, errors = check_form(form, settings, Known(), mode="edit")
+    problems = [f"{field}: {message}" for field, message in errors.items()]
+    if checked is not None:
+        mine, theirs = spec.to_dict(), checked.to_dict()
+        mine["clusters"], theirs["clusters"] = sorted(mine["clusters"]), sorted(theirs["clusters"])  # config order
+        problems += [f"{field}: `{str(mine[field])[:60]}` is not what the form would write (it reads back as "
+                     f"`{str(theirs[field])[:60]}`)" for field in FIELD_ORDER if mine.get(field) != theirs.get(field)]
+    return problems
+
+
+# PipelineSpec fields, for naming the one that differs.
+FIELD_ORDER = ("service", "team", "kind", "repo", "image", "port", "health_path", "schedule", "tag", "track",
+               "strategy", "clusters", "replicas", "cpu_request", "cpu_limit", "memory_request", "memory_limit", "env")
+
+
 def name_problem(name: str, kind: str = "api") -> str | None:
     limit = MAX_NAME.get(kind, 52)
     if not name:
@@ -153,9 +175,26 @@ def name_problem(name: str, kind: str = "api") -> str | None:
         why = "CronJobs add an 11-character suffix to their Jobs" if kind == "batch" else \
             "Kubernetes adds `-canary` / `-green` to it"
         return f"`{name}` is {len(name)} characters; a {kind} name may have at most {limit} ({why})."
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         return (f"`{name}` isn't a valid Kubernetes name: use lowercase letters, digits and `-`, start with a "
                 "letter and end with a letter or digit, e.g. `payments-api`.")
+    return None
+
+
+def repository_problem(repo: str) -> str | None:
+    """The source repository lands in the CI pipeline, which may expand variables and will use any
+    credentials in the URL: accept neither."""
+    if not repo:
+        return "Enter the source repository, e.g. `org/payments-api`."
+    if "$" in repo or "{" in repo or "}" in repo or "%" in repo:
+        return (f"`{repo[:80]}` contains a variable or an escape (`$`, `{{`, `%`); enter the plain repository, "
+                "e.g. `org/payments-api`. CI credentials never belong in it.")
+    scheme, sep, rest = repo.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return (f"`{repo[:80]}` carries credentials (`user@` before the host); enter the repository without them, "
+                "e.g. `https://github.com/org/payments-api`. The CI system has its own credentials.")
+    if not _REPO.fullmatch(repo) or len(repo) > 200 or any(part in (".", "..") for part in re.split(r"[/:]", repo)):
+        return f"`{repo[:80]}` isn't a repository: use `owner/name` or its https:// or git@ address."
     return None
 
 
@@ -168,8 +207,8 @@ def image_repository_problem(image: str) -> str | None:
     if ":" in last:
         return (f"`{image}` includes a tag (`:{last.split(':', 1)[1]}`); enter the repository only, e.g. "
                 f"`{image.rsplit(':', 1)[0]}`. The tag comes from the tag policy.")
-    if not _IMAGE.match(image) or len(image) > 255:
-        hint = " Use lowercase." if image.lower() != image and _IMAGE.match(image.lower()) else ""
+    if not _IMAGE.fullmatch(image) or len(image) > 255:
+        hint = " Use lowercase." if image.lower() != image and _IMAGE.fullmatch(image.lower()) else ""
         return f"`{image}` isn't an image repository such as `registry.example.com/team/app`.{hint}"
     return None
 
@@ -196,7 +235,7 @@ def tag_policy(text: str, kind: str, base_images: frozenset[str] | None) -> tupl
             return None, None, "A batch needs an image tag policy: `pinned <tag>` or `track latest of <base image>`."
         return None, None, None  # api / worker start at `latest` until their pipeline deploys a release
     if words[0] == "pinned" and len(words) == 2:
-        if not _TAG.match(words[1]):
+        if not _TAG.fullmatch(words[1]):
             return None, None, f"`{words[1]}` isn't an image tag (letters, digits, `_`, `.`, `-`; at most 128)."
         return words[1], None, None
     if words[:3] == ["track", "latest", "of"] and len(words) == 4:
@@ -231,7 +270,7 @@ def _replicas(text: str, maximum: int) -> tuple[int | None, str | None]:
 def _cpu(text: str, which: str) -> tuple[str | None, str | None]:
     if not text:
         return None, f"Enter the CPU {which}, e.g. `250m` (a quarter core) or `1`."
-    if not _CPU.match(text):
+    if not _CPU.fullmatch(text):
         return None, f"`{text}` isn't a CPU quantity: use millicores like `250m` or cores like `0.5` or `2`."
     if parse_quantity(text) < Decimal("0.001"):
         return None, f"The CPU {which} must be at least `1m`."
@@ -244,7 +283,7 @@ def _memory(text: str, which: str) -> tuple[str | None, str | None]:
     if re.match(r"^\d+(\.\d+)?\s*(MB|GB|KB|mb|gb|kb|Mb|Gb|mi|gi)$", text):
         return None, (f"`{text}` isn't a Kubernetes quantity: write mebibytes as `Mi` and gibibytes as `Gi`, "
                       "e.g. `512Mi`.")
-    if not _MEMORY.match(text):
+    if not _MEMORY.fullmatch(text):
         return None, f"`{text}` isn't a memory quantity: use e.g. `256Mi`, `512Mi` or `2Gi`."
     if parse_quantity(text) < 4 * 2**20:
         return None, f"`{text}` is under 4 MiB, too little for a container; did you mean `{text}Mi`?"
@@ -263,7 +302,7 @@ def parse_env(text: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
         key = key.strip()
         if not sep:
             return (), f"Line {number} (`{line[:40]}`) has no `=`; write one `KEY=value` per line."
-        if not _ENV_KEY.match(key):
+        if not _ENV_KEY.fullmatch(key):
             return (), f"Line {number}: `{key[:40]}` isn't an environment variable name (letters, digits, `_`)."
         if key in seen:
             return (), f"`{key}` is set twice; keep one."

@@ -14,6 +14,7 @@ from bot.foundation.gitops import GitOpsError, PullRequest, markdown_text
 from bot.pipelines.catalog import existing_service, read_pointer, scan
 from bot.pipelines.render import (
     GENERATED_DIR,
+    ManifestRejected,
     RenderError,
     blob_sha,
     bump_pointer,
@@ -47,6 +48,9 @@ def propose(ctx: Context, request_id: int) -> dict:
         outcome = _bump(ctx, row) if row["action"] == "bump" else _pipeline(ctx, row)
     except GitOpsError as exc:
         outcome = Outcome("failed", f"failed: {exc}", error=f"{exc}. {_next_step(exc.status)}")
+    except ManifestRejected as exc:
+        outcome = Outcome("rejected", f"rejected: {exc}",
+                          error=f"The rendered files were refused, so no pull request was opened: {exc}.")
     except RenderError as exc:
         outcome = Outcome("failed", f"failed: {exc}",
                           error=f"Rendering the files failed: {exc}. Ask DevOps to fix the pipeline templates.")
@@ -154,12 +158,25 @@ def _bump(ctx: Context, row: dict) -> Outcome:
     changes: dict[str, str | None] = {pointer_file: new_text} if new_text != text else {}
     prefix, _ = spec_path_pattern(ctx.settings)
     tree = ctx.gitops.files_under(prefix)
-    affected, notes = [], []
-    for pipeline in scan(ctx):
-        if pipeline.spec is None:
-            notes.append(f"`{pipeline.path}` could not be read ({pipeline.problem}); check it by hand.")
-            continue
-        if pipeline.spec.track != image:
+    affected, notes, invalid = [], [], []
+    pipelines = scan(ctx)
+    for pipeline in pipelines:
+        if pipeline.loaded is None:
+            notes.append(f"{markdown_text(pipeline.path)} could not be read ({markdown_text(pipeline.problem)}); "
+                         "check by hand whether it tracks this image.")
+        elif pipeline.spec is None and pipeline.loaded.track == image:
+            invalid.append(pipeline)
+    if invalid:
+        # Moving the pointer while skipping a batch that tracks it would leave that batch on the old
+        # version with nobody told; nothing is rendered from a spec the form would refuse.
+        names = "; ".join(f"{p.problem}" for p in invalid)
+        return Outcome("rejected", f"rejected: invalid spec {', '.join(p.path for p in invalid)}",
+                       error=f"No pull request was opened: {len(invalid)} batch{'es' if len(invalid) > 1 else ''} "
+                             f"tracking `{image}` {'have' if len(invalid) > 1 else 'has'} an invalid deckhand.yaml and "
+                             f"{'were' if len(invalid) > 1 else 'was'} skipped, never rendered. {names}. Fix it "
+                             "with `/pipeline edit` or by hand, then bump again.")
+    for pipeline in pipelines:
+        if pipeline.spec is None or pipeline.spec.track != image:
             continue
         affected.append(pipeline.spec.service)
         directory = service_dir(ctx.settings, pipeline.spec.team, pipeline.spec.service)

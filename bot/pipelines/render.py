@@ -9,12 +9,17 @@ team's own directory, searched first, so a team can override one file and keep t
 A template that renders to nothing (e.g. the Service of a worker) produces no file. `deckhand.yaml`
 is not templated: it is data, dumped by bot.pipeline_spec. Output is deterministic — the same spec
 gives the same bytes — so re-rendering an unchanged spec changes nothing in Git.
+
+Every value reaches a template typed or quoted: strings through `|q` (a JSON string, which YAML
+reads as one scalar whatever it holds), numbers through `|integer` (refuses anything but a whole
+number). Then every render is checked (bot/pipelines/checks.py) before anything is proposed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ import jinja2
 import yaml
 
 from bot.foundation.config import Settings
+from bot.pipelines.checks import ManifestRejected, check_rendered  # noqa: F401 - re-exported
 from bot.pipelines.spec import PipelineSpec, dump_spec
 
 DEFAULT_TEMPLATES = Path(__file__).parent / "templates"
@@ -62,6 +68,13 @@ def _quote(value: Any) -> str:
     return json.dumps("" if value is None else str(value), ensure_ascii=False)
 
 
+def _integer(value: Any) -> int:
+    # YAML reads a bare `8080` as a number; anything else printed raw could be more than a number.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise jinja2.TemplateRuntimeError(f"{value!r} is not a whole number")
+    return value
+
+
 @lru_cache(maxsize=8)
 def _environment(custom: str | None) -> jinja2.Environment:
     paths = ([custom] if custom else []) + [str(DEFAULT_TEMPLATES)]
@@ -70,6 +83,7 @@ def _environment(custom: str | None) -> jinja2.Environment:
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["q"] = _quote
+    env.filters["integer"] = _integer
     return env
 
 
@@ -87,7 +101,30 @@ def template_set(spec: PipelineSpec) -> str:
 
 
 def render(spec: PipelineSpec, settings: Settings, pointer: dict[str, str] | None = None) -> dict[str, str]:
-    """path -> text for every file of the service. Raises RenderError, or KeyError for an unknown base image."""
+    """path -> text for every file of the service, checked (valid Kubernetes for the configured
+    version, in the templates' shape). Raises RenderError, ManifestRejected, or KeyError for an
+    unknown base image."""
+    files = _render(spec, settings, pointer)
+    reference = _render(reference_spec(spec), settings, pointer)
+    directory = service_dir(settings, spec.team, spec.service)
+    check_rendered(files, reference, directory, directory, settings.pipelines.kubernetes_version, GENERATED_DIR)
+    return files
+
+
+def reference_spec(spec: PipelineSpec) -> PipelineSpec:
+    """The same pipeline with deckhand's own benign values in every free field. Names that are
+    validated identifiers (service, team, clusters, env names) stay, so templates that use them as
+    keys or file names give the same shape; the kind, strategy and tag policy choose the same
+    templates and branches."""
+    return replace(
+        spec, repo="org/reference", image="registry.example.com/reference/app",
+        port=None if spec.port is None else 8080, health_path=None if spec.health_path is None else "/healthz",
+        schedule=None if spec.schedule is None else "0 3 * * *", tag=None if spec.tag is None else "1.0.0",
+        replicas=None if spec.replicas is None else 1, cpu_request="100m", cpu_limit="100m",
+        memory_request="128Mi", memory_limit="128Mi", env=tuple((name, "value") for name, _ in spec.env))
+
+
+def _render(spec: PipelineSpec, settings: Settings, pointer: dict[str, str] | None) -> dict[str, str]:
     directory = service_dir(settings, spec.team, spec.service)
     env = _environment(settings.pipelines.templates)
     context = {

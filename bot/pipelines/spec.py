@@ -112,6 +112,10 @@ def load_spec(text: str, path: str = "deckhand.yaml") -> PipelineSpec:
         raise SpecError(f"{path} is not a mapping of keys")
     if data.get("version") != SPEC_VERSION:
         raise SpecError(f"{path}: version {data.get('version')!r} is not supported (expected {SPEC_VERSION})")
+    unknown = _unknown_keys(data)
+    if unknown:
+        # dump_spec writes no other key: one here was added by hand and would be silently dropped.
+        raise SpecError(f"{path}: unknown field `{unknown}`; deckhand.yaml holds only what the form asks")
     try:
         resources = data.get("resources") or {}
         policy = data.get("tag_policy") or {}
@@ -129,6 +133,28 @@ def load_spec(text: str, path: str = "deckhand.yaml") -> PipelineSpec:
         )
     except (KeyError, TypeError) as exc:
         raise SpecError(f"{path}: required field {exc} is missing or malformed") from None
+
+
+_KEYS = {"version", "service", "team", "kind", "repo", "image", "port", "health_path", "schedule", "tag_policy",
+         "strategy", "clusters", "replicas", "resources", "env"}
+
+
+def _unknown_keys(data: dict) -> str | None:
+    for key in data:
+        if key not in _KEYS:
+            return str(key)
+    nested = [("resources", data.get("resources"), {"requests", "limits"}),
+              ("tag_policy", data.get("tag_policy"), {"track", "pinned"})]
+    resources = data.get("resources") if isinstance(data.get("resources"), dict) else {}
+    nested += [(f"resources.{k}", resources.get(k), {"cpu", "memory"}) for k in ("requests", "limits")]
+    nested += [(f"env[{i}]", e, {"name", "value"}) for i, e in enumerate(data.get("env") or [])
+               if isinstance(data.get("env"), list)]
+    for where, value, allowed in nested:
+        if isinstance(value, dict):
+            extra = [k for k in value if k not in allowed]
+            if extra:
+                return f"{where}.{extra[0]}"
+    return None
 
 
 def summary(spec: PipelineSpec, image: str | None = None) -> list[tuple[str, str]]:
