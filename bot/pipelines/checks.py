@@ -109,7 +109,11 @@ def _validate(path: str, doc: Any, version: str) -> None:
     try:
         kubernetes_validate.validate(doc, f"{version}.0", strict=True)
     except kubernetes_validate.SchemaNotFoundError:
-        return  # a CRD (Istio): Kubernetes ships no schema; the shape check above holds it to the templates
+        group = str(doc.get("apiVersion") or "").rpartition("/")[0]
+        if "." in group and not group.endswith(".k8s.io"):
+            return  # a CRD (Istio): Kubernetes ships no schema; the shape check above holds it to the templates
+        raise ManifestRejected(f"{path}: {_name(doc)}: `apiVersion` {doc.get('apiVersion')} {doc.get('kind')} does "
+                               f"not exist in Kubernetes {version}") from None
     except kubernetes_validate.ValidationError as exc:
         field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in exc.absolute_path).replace(".[", "[")
         raise ManifestRejected(f"{path}: {_name(doc)}: `{field or '(the object)'}` is invalid for Kubernetes "
