@@ -26,6 +26,28 @@ def test_shipped_example_validates():
     assert settings.idle.window == timedelta(days=7)
     assert settings.node_join.max_unhealthy == pytest.approx(0.4)
     assert settings.clusters[1].istio_api_version == "v1beta1"
+    assert settings.protected_namespaces[:4] == ["kube-system", "kube-public", "kube-node-lease", "istio-system"]
+    assert settings.pipelines.kubernetes_version == "1.32"
+
+
+def test_protected_namespaces_default_and_always_include_deckhands_own(monkeypatch, tmp_path):
+    from bot.foundation import config
+    data = example()
+    del data["protected_namespaces"]
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.setattr(config, "SERVICEACCOUNT_NAMESPACE", str(tmp_path / "absent"))
+    assert parse_settings(data).protected_namespaces == list(config.BUILTIN_PROTECTED)
+    # In a pod: the ServiceAccount's namespace file names deckhand's namespace.
+    mounted = tmp_path / "namespace"
+    mounted.write_text("ops-tools\n")
+    monkeypatch.setattr(config, "SERVICEACCOUNT_NAMESPACE", str(mounted))
+    assert parse_settings(data).protected_namespaces == [*config.BUILTIN_PROTECTED, "ops-tools"]
+    # POD_NAMESPACE (the Deployment sets it) wins, and an operator's own list still gets it.
+    monkeypatch.setenv("POD_NAMESPACE", "deckhand")
+    assert parse_settings({**data, "protected_namespaces": ["payments"]}).protected_namespaces == ["payments", "deckhand"]
+    settings = parse_settings(data)
+    assert settings.is_protected("deckhand") and settings.is_protected("kube-system")
+    assert not settings.is_protected("payments") and not settings.is_protected(None)
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -38,6 +60,10 @@ def test_shipped_example_validates():
     (lambda d: d["clusters"][0].update(istio_api_version="v2"), "deckhand.yaml: clusters[0].istio_api_version: Input should be 'v1' or 'v1beta1'"),
     (lambda d: d["node_join"].update(max_unhealthy="140%"), "deckhand.yaml: node_join.max_unhealthy: must be between 0% and 100%"),
     (lambda d: d["canary"].update(steps=[50, 10]), "deckhand.yaml: canary.steps: must be increasing percentages"),
+    (lambda d: d.update(protected_namespaces="kube-system"), "deckhand.yaml: protected_namespaces: must be a list"),
+    (lambda d: d.update(protected_namespaces=["Kube_System"]), "deckhand.yaml: protected_namespaces: 'Kube_System' is not a namespace name"),
+    (lambda d: d["pipelines"].update(kubernetes_version=1.3), "deckhand.yaml: pipelines.kubernetes_version: write the version quoted"),
+    (lambda d: d["pipelines"].update(kubernetes_version="1.20"), "deckhand.yaml: pipelines.kubernetes_version: no Kubernetes schemas for 1.20"),
     (lambda d: d["clusters"][0].update(name="Prod_A"), "deckhand.yaml: clusters[0].name: must be a DNS-1123 label"),
     (lambda d: d["github"].update(repo="just-a-name"), "deckhand.yaml: github.repo: must be owner/name"),
     (lambda d: d["clusters"].append(dict(d["clusters"][0])), "duplicate cluster name 'prod-a'"),

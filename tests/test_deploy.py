@@ -74,6 +74,48 @@ def test_every_rendered_object_validates(base, remote, version):
                if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"))
 
 
+def narrowed(tmp_path: Path, target: Path) -> list[dict]:
+    """An overlay outside deploy/kubernetes (kustomize refuses one inside the base it builds on) that
+    adds the optional namespaced-writes component, as README's "Narrowing RBAC per namespace" shows."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(target, overlay)],
+        "components": [os.path.relpath(KUBE / "components" / "namespaced-writes", overlay)]}))
+    return kustomize(overlay)
+
+
+def rules_of(role: dict) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+@pytest.mark.parametrize("target", ["base", "remote-cluster"])
+def test_the_namespaced_writes_component_moves_every_write_into_per_namespace_role_bindings(base, tmp_path, target):
+    objects = narrowed(tmp_path, KUBE if target == "base" else KUBE / "remote-cluster")
+    for obj in objects:
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    read, write = one(objects, "ClusterRole", "deckhand"), one(objects, "ClusterRole", "deckhand-write")
+    # Nothing lost, nothing added: the read and write roles split the base role exactly.
+    assert rules_of(read) | rules_of(write) == rules_of(one(base, "ClusterRole", "deckhand"))
+    assert not rules_of(read) & rules_of(write)
+    assert {verb for _, _, verb in rules_of(read)} <= {"get", "list"}
+    assert {verb for _, _, verb in rules_of(write)} <= {"patch", "delete"}
+    # The cluster-wide binding grants reads only; writes come from RoleBindings in listed namespaces.
+    cluster_bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert [b["roleRef"]["name"] for b in cluster_bindings] == ["deckhand"]
+    writes = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == "deckhand-write"]
+    assert writes and all(b["roleRef"]["kind"] == "ClusterRole" for b in writes)
+    account = one(objects, "ServiceAccount")["metadata"]
+    protected = set(parse_settings({"clusters": [{"name": "a", "prometheus_url": "http://x"}],
+                                    "channels": {"alerts": "C1", "approvals": "C2"}}).protected_namespaces)
+    for binding in writes:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
+                                        "namespace": account["namespace"]}]
+        assert binding["metadata"]["namespace"] not in protected | {account["namespace"]}
+
+
 def container_of(deployment: dict) -> dict:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
@@ -121,6 +163,7 @@ def test_deployment_is_one_recreated_non_root_pod_with_probes_and_limits(base):
     assert "emptyDir" in volumes[mount_for(container, "/tmp")["name"]]
 
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"  # protected
     example = yaml.safe_load((KUBE / "secret.example.yaml").read_text())
     assert container["envFrom"] == [{"secretRef": {"name": example["metadata"]["name"]}}]
     assert pod["serviceAccountName"] == one(base, "ServiceAccount")["metadata"]["name"]

@@ -377,14 +377,14 @@ BUILTIN_PROTECTED = ("kube-system", "kube-public", "kube-node-lease", "istio-sys
 SERVICEACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
-def own_namespace(env: dict[str, str] | None = None, path: str = SERVICEACCOUNT_NAMESPACE) -> str | None:
+def own_namespace(env: dict[str, str] | None = None, path: str | None = None) -> str | None:
     """deckhand's own namespace: POD_NAMESPACE (the Deployment sets it from the downward API), else the
     in-cluster ServiceAccount's namespace file, else None (running outside Kubernetes)."""
     env = os.environ if env is None else env
     name = (env.get("POD_NAMESPACE") or "").strip()
     if not name:
         try:
-            name = Path(path).read_text(encoding="utf-8").strip()
+            name = Path(path or SERVICEACCOUNT_NAMESPACE).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
             return None
     return name if _NAME.match(name) and len(name) <= 63 else None
