@@ -94,7 +94,10 @@ class KubeError(Exception):
     @property
     def precondition_failed(self) -> bool:
         """A DELETE's uid/resourceVersion precondition did not hold: the object is not the one read."""
-        return self.status == 409 and "Precondition failed" in (self.message or "")
+        # The API server's text: 'Operation cannot be fulfilled on …: StorageError: invalid object, …
+        # AdditionalErrorMsg: Precondition failed: UID in precondition: …' (k8s.io/apiserver storage).
+        return self.status == 409 and any(marker in (self.message or "") for marker in
+                                          ("Precondition failed", "StorageError: invalid object"))
 
     @property
     def protected(self) -> bool:
