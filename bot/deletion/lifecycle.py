@@ -25,6 +25,7 @@ precondition, so an object re-created under the same name is never deleted by an
 A precondition 409 stops the run; *Continue deletion* re-reads each remaining object first and
 leaves a re-created one in place.
 
+Carrying out the plan (preconditions, re-reads, stopping on a 409) is bot/deletion/execution.py.
 The request records, their storage and their Slack message are in bot/deletion/requests.py;
 the names other modules use are re-exported here.
 """
@@ -33,13 +34,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from bot.foundation.context import Context
 from bot.deletion.requests import (FINAL, OPEN, RENDERER, TABLE, DeletionRequest, Step, get_request,  # noqa: F401
                                    message_of, notify_requester, open_request_for, plan_changes, plan_of, publish,
                                    refresh_pending_gauge, set_renderer)
-from bot.deletion.dependencies import PHASES, WORKLOADS, Blocker, DependencyReport, ServiceMissing, check
+from bot.deletion.dependencies import PHASES, Blocker, DependencyReport, ServiceMissing, check
+from bot.deletion.execution import Outcome, announce as _announce, move as _move, reload as _reload, \
+    run_deletion as _run_deletion
 from bot.foundation.gitops import GitOpsError, markdown_text
 from bot.foundation.kube import KubeError
 from bot.foundation.store import Audit, iso
@@ -47,39 +50,6 @@ from bot.foundation.store import Audit, iso
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "deckhand/delete/"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to tell the person who clicked: `ok` False means nothing (more) happened, and why."""
-
-    ok: bool
-    message: str
-
-
-def _move(ctx: Context, req: DeletionRequest, from_states: str | tuple[str, ...], to_state: str, actor: str,
-          action: str, values: dict | None = None, params: dict | None = None) -> bool:
-    values = {**(values or {}), "updated_at": ctx.store.now()}
-    won = ctx.store.transition(
-        TABLE, {"id": req.id}, from_states, to_state, values,
-        audit=Audit(actor=actor, action=action, result=to_state, target=req.service, cluster=req.cluster,
-                    params={"request": req.id, "namespace": req.namespace, **(params or {})}))
-    refresh_pending_gauge(ctx)
-    return won
-
-
-def _reload(ctx: Context, req: DeletionRequest) -> DeletionRequest:
-    fresh = get_request(ctx, req.id)
-    assert fresh is not None
-    return fresh
-
-
-def _announce(ctx: Context, req: DeletionRequest, requester_text: str | None = None) -> DeletionRequest:
-    req = _reload(ctx, req)
-    publish(ctx, req)
-    if requester_text:
-        notify_requester(ctx, req, requester_text)
-    return req
 
 
 # -- request ----------------------------------------------------------------------------------
@@ -372,95 +342,6 @@ def recover_interrupted(ctx: Context) -> int:
                 _announce(ctx, req)  # nothing was deleted yet: the re-check runs again on the next Approve
                 recovered += 1
     return recovered
-
-
-# -- deletion ---------------------------------------------------------------------------------
-def _save_plan(ctx: Context, req: DeletionRequest) -> None:
-    with ctx.store.tx() as db:
-        db.execute(f"UPDATE {TABLE} SET plan = ?, updated_at = ? WHERE id = ? AND state = 'deleting'",
-                   [json.dumps([asdict(s) for s in req.plan]), ctx.store.now(), req.id])
-
-
-def _run_deletion(ctx: Context, req: DeletionRequest, actor: str, reread: bool = False) -> Outcome:
-    """Delete the plan's objects phase by phase (foreground propagation), saving each step's result.
-    The lock on the request is held by the caller. Deleting what is already gone is a no-op, so a
-    resumed run simply walks the plan again.
-
-    Every DELETE carries the approved uid and the resourceVersion last read as preconditions. Right
-    after the approval's re-check those come from that read; `reread` (Continue, a resumed run, the
-    merge of a removal PR, all later than the re-check) reads each remaining object again first: gone
-    is done, another uid means it was re-created since the approval and it is left in place."""
-    for phase in sorted({s.phase for s in req.plan}):
-        for step in [s for s in req.plan if s.phase == phase and not s.done]:
-            try:
-                if reread and step.uid and _reread(ctx, req, step):
-                    continue
-                gone_now = ctx.kube.delete(req.cluster, step.finding.resource, step.namespace, step.name,
-                                           propagation="Foreground", uid=step.uid or None,
-                                           resource_version=step.resource_version or None)
-                step.result, step.detail = ("deleted" if gone_now else "already gone"), ""
-            except KubeError as exc:
-                return _stop(ctx, req, actor, step, exc)
-        _save_plan(ctx, req)
-        if phase == WORKLOADS:
-            _record_saving(ctx, req)
-        publish(ctx, _reload(ctx, req))
-    _record_saving(ctx, req)  # a plan without workloads still lands in the ledger (at zero)
-    _move(ctx, req, "deleting", "deleted", actor, "deletion.done",
-          params={"cpu_cores": req.report.cpu_cores, "memory_bytes": req.report.memory_bytes})
-    freed = _freed(req.report)
-    kept = [s for s in req.plan if s.result == "left in place"]
-    left = (f" {', '.join(f'{s.kind} `{s.name}`' for s in kept)} {'was' if len(kept) == 1 else 'were'} re-created "
-            "since the approval and left in place (never approved).") if kept else ""
-    _announce(ctx, req, f":wastebasket: `{req.service}` is deleted from `{req.cluster}`{freed}.{left}")
-    return Outcome(True, f"Deleted `{req.service}` from `{req.cluster}`{freed}.{left}")
-
-
-def _reread(ctx: Context, req: DeletionRequest, step: Step) -> bool:
-    """Read the object again before deleting it. True when there is nothing to delete (the step is
-    settled: already gone, or re-created and left in place); otherwise its resourceVersion is fresh."""
-    current = ctx.kube.get(req.cluster, step.finding.resource, step.namespace, step.name)
-    if current is None:
-        step.result, step.detail = "already gone", ""
-        return True
-    meta = current.get("metadata") or {}
-    if str(meta.get("uid") or "") != step.uid:
-        step.result = "left in place"
-        step.detail = "re-created since the approval (another uid): not the object that was approved"
-        return True
-    step.resource_version = str(meta.get("resourceVersion") or "")
-    return False
-
-
-def _stop(ctx: Context, req: DeletionRequest, actor: str, step: Step, exc: KubeError) -> Outcome:
-    if exc.precondition_failed:
-        why = ("it changed since it was read: Kubernetes refused the delete because its uid or resourceVersion "
-               "no longer matches what was approved")
-        hint = ("Nothing more was deleted. Press *Continue deletion*: it reads the object again, deletes it if it "
-                "is still the approved one, and leaves it in place if it was re-created.")
-    else:
-        why, hint = str(exc), "Fix the cause, then press *Continue deletion*: finished steps are skipped."
-    step.result, step.detail = "failed", why
-    _save_plan(ctx, req)
-    _move(ctx, req, "deleting", "failed", actor, "deletion.step",
-          {"note": f"{step.kind} {step.namespace}/{step.name}: {why}"},
-          params={"step": f"{step.kind}/{step.name}", "error": str(exc)})
-    _announce(ctx, req, f":warning: Deleting `{req.service}` from `{req.cluster}` stopped at {step.kind} "
-                        f"`{step.name}`: {why}. DevOps can press *Continue deletion* on the request.")
-    return Outcome(False, f":warning: *Deletion stopped* at {step.kind} `{step.namespace}/{step.name}` — {why}\n{hint}")
-
-
-def _record_saving(ctx: Context, req: DeletionRequest) -> None:
-    ctx.store.record_saving(cluster=req.cluster, service=req.service, cpu_cores=req.report.cpu_cores,
-                            memory_bytes=req.report.memory_bytes, source="deletion", ref=f"deletion:{req.id}",
-                            team=req.team, namespace=req.namespace)
-
-
-def _freed(report: DependencyReport) -> str:
-    if not report.cpu_cores and not report.memory_bytes:
-        return ""
-    cores = f"{report.cpu_cores:.2f}".rstrip("0").rstrip(".")
-    return f"; it frees {cores} CPU cores and {report.memory_bytes / 2**30:.1f} GiB of memory requests"
 
 
 def _hours(delta) -> str:

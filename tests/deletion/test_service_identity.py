@@ -188,3 +188,50 @@ def test_a_service_in_a_protected_namespace_is_never_deleted(bot_factory, github
     assert "Something changed since the check" in blocks_text(reply) and "protected namespace" in blocks_text(reply)
     assert lifecycle.open_request_for(bot.ctx, "prod-a", "kube-system", "metrics-proxy") is None
     assert kube.deletions == [] and not [w for w in kube.writes() if w.method == "DELETE"]
+
+
+def test_a_changed_object_stops_on_its_resource_version_and_continue_deletes_it(bot_factory, github_fake,
+                                                                              mesh_prometheus):
+    """Same object, modified after the approval's read: the resourceVersion precondition stops the run;
+    Continue reads it again, finds the approved uid, and deletes it with the fresh resourceVersion."""
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+    touched = []
+
+    @kube.on_write
+    def scale(verb, rt, obj):
+        if verb == "delete" and rt.kind == "VirtualService" and not touched:
+            touched.append(kube.patch("apps/v1", "deployments", "payments", "payments-api",
+                                      {"spec": {"replicas": 3}})["metadata"]["resourceVersion"])
+
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    ephemeral_after(bot, before, "Deletion stopped")
+    wait_state(bot, req.id, "failed")
+    click(bot, ACTION_RESUME, req.id, user=DEVOPS2)
+    done = wait_state(bot, req.id, "deleted")
+    assert next(s for s in done.plan if s.kind == "Deployment").result == "deleted"
+    deletes = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/deployments/payments-api")]
+    assert [r.status for r in deletes] == [409, 200]
+    assert deletes[1].body["preconditions"]["resourceVersion"] == touched[0]
+    assert sorted((d["kind"], d["name"]) for d in kube.deletions) == sorted(OBJECTS)
+
+
+def test_after_the_removal_pr_merges_a_recreated_object_is_left_in_place(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus, files=FILES)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    waiting = wait_state(bot, req.id, "awaiting_merge")
+    # Hours pass before the merge: the Secret is re-created under its name (a new uid nobody approved).
+    kube.delete(None, "Secret", "payments", "payments-api-db")
+    recreated = kube.add({"apiVersion": "v1", "kind": "Secret", "data": {}, "metadata": {
+        "name": "payments-api-db", "namespace": "payments", "labels": {"app": "payments-api"}}})["metadata"]["uid"]
+    github_fake.merge(REPO, waiting.pr_number)
+    outcome = lifecycle.on_pull_request_closed(bot.ctx, waiting.branch, waiting.pr_number, True)
+    assert "Secret `payments-api-db` was re-created since the approval and left in place" in outcome
+    done = wait_state(bot, req.id, "deleted")
+    assert next(s for s in done.plan if s.kind == "Secret").result == "left in place"
+    assert kube.get(None, "Secret", "payments", "payments-api-db")["metadata"]["uid"] == recreated
+    assert ("Deployment", "payments-api") in {(d["kind"], d["name"]) for d in kube.deletions}
