@@ -2,10 +2,11 @@
 approved object, and the moves and messages every step of the state machine shares.
 
 `run_deletion` deletes with foreground propagation and `preconditions: {uid, resourceVersion}`, so the
-API server deletes only the very object that was approved. A precondition 409 stops the run; a run
-that starts later than the approval's re-check (Continue, a resumed run, a removal PR's merge) reads
-each remaining object again first and leaves one with another uid in place. The state machine that
-calls it is bot/deletion/lifecycle.py.
+API server deletes only the very object that was approved, unchanged since deckhand read it. Each
+phase first reads its objects again (one list narrowed by name per object): one re-created under
+the same name (another uid) is left in place, never deleted. A precondition 409 (changed or
+re-created between that read and the DELETE) stops the run; Continue reads again. The state
+machine that calls it is bot/deletion/lifecycle.py.
 """
 from __future__ import annotations
 
@@ -61,20 +62,25 @@ def save_plan(ctx: Context, req: DeletionRequest) -> None:
                    [json.dumps([asdict(s) for s in req.plan]), ctx.store.now(), req.id])
 
 
-def run_deletion(ctx: Context, req: DeletionRequest, actor: str, reread: bool = False) -> Outcome:
+def run_deletion(ctx: Context, req: DeletionRequest, actor: str) -> Outcome:
     """Delete the plan's objects phase by phase (foreground propagation), saving each step's result.
     The lock on the request is held by the caller. Deleting what is already gone is a no-op, so a
     resumed run simply walks the plan again.
 
-    Every DELETE carries the approved uid and the resourceVersion last read as preconditions. Right
-    after the approval's re-check those come from that read; `reread` (Continue, a resumed run, the
-    merge of a removal PR, all later than the re-check) reads each remaining object again first: gone
-    is done, another uid means it was re-created since the approval and it is left in place."""
+    At the start of each phase its remaining objects are read again: gone is done, another uid means
+    it was re-created since the approval and it is left in place, and otherwise the resourceVersion
+    just read goes with the approved uid into the DELETE's preconditions. Reading per phase matters:
+    deleting one phase makes controllers touch the next (an HPA's status changes once its Deployment
+    is gone), and the approval's read would be stale by then."""
     for phase in sorted({s.phase for s in req.plan}):
-        for step in [s for s in req.plan if s.phase == phase and not s.done]:
+        steps = [s for s in req.plan if s.phase == phase and not s.done]
+        for step in steps:
             try:
-                if reread and step.uid and _reread(ctx, req, step):
-                    continue
+                _reread(ctx, req, step)
+            except KubeError as exc:
+                return _stop(ctx, req, actor, step, exc)
+        for step in [s for s in steps if not s.done]:
+            try:
                 gone_now = ctx.kube.delete(req.cluster, step.finding.resource, step.namespace, step.name,
                                            propagation="Foreground", uid=step.uid or None,
                                            resource_version=step.resource_version or None)
@@ -87,7 +93,7 @@ def run_deletion(ctx: Context, req: DeletionRequest, actor: str, reread: bool = 
         publish(ctx, reload(ctx, req))
     record_saving(ctx, req)  # a plan without workloads still lands in the ledger (at zero)
     move(ctx, req, "deleting", "deleted", actor, "deletion.done",
-          params={"cpu_cores": req.report.cpu_cores, "memory_bytes": req.report.memory_bytes})
+         params={"cpu_cores": req.report.cpu_cores, "memory_bytes": req.report.memory_bytes})
     freed = freed_text(req.report)
     kept = [s for s in req.plan if s.result == "left in place"]
     left = (f" {', '.join(f'{s.kind} `{s.name}`' for s in kept)} {'was' if len(kept) == 1 else 'were'} re-created "
@@ -96,20 +102,29 @@ def run_deletion(ctx: Context, req: DeletionRequest, actor: str, reread: bool = 
     return Outcome(True, f"Deleted `{req.service}` from `{req.cluster}`{freed}.{left}")
 
 
-def _reread(ctx: Context, req: DeletionRequest, step: Step) -> bool:
-    """Read the object again before deleting it. True when there is nothing to delete (the step is
-    settled: already gone, or re-created and left in place); otherwise its resourceVersion is fresh."""
-    current = ctx.kube.get(req.cluster, step.finding.resource, step.namespace, step.name)
+def _reread(ctx: Context, req: DeletionRequest, step: Step) -> None:
+    """Read the object again; settle the step when there is nothing to delete (already gone, or
+    re-created and left in place), else refresh its resourceVersion. A list narrowed to the name, not
+    a get: `list` is what deckhand's RBAC grants on every kind a plan holds."""
+    if not step.uid:  # a plan stored before deckhand recorded identities: delete by name, as then
+        return
+    try:
+        found = ctx.kube.list(req.cluster, step.finding.resource, namespace=step.namespace,
+                              field_selector=f"metadata.name={step.name}")
+    except KubeError as exc:
+        if not exc.not_found:  # 404: the kind's CRD is gone, and its objects with it
+            raise
+        found = []
+    current = next((o for o in found if (o.get("metadata") or {}).get("name") == step.name), None)
     if current is None:
         step.result, step.detail = "already gone", ""
-        return True
+        return
     meta = current.get("metadata") or {}
     if str(meta.get("uid") or "") != step.uid:
         step.result = "left in place"
         step.detail = "re-created since the approval (another uid): not the object that was approved"
-        return True
+        return
     step.resource_version = str(meta.get("resourceVersion") or "")
-    return False
 
 
 def _stop(ctx: Context, req: DeletionRequest, actor: str, step: Step, exc: KubeError) -> Outcome:
@@ -123,10 +138,10 @@ def _stop(ctx: Context, req: DeletionRequest, actor: str, step: Step, exc: KubeE
     step.result, step.detail = "failed", why
     save_plan(ctx, req)
     move(ctx, req, "deleting", "failed", actor, "deletion.step",
-          {"note": f"{step.kind} {step.namespace}/{step.name}: {why}"},
-          params={"step": f"{step.kind}/{step.name}", "error": str(exc)})
+         {"note": f"{step.kind} {step.namespace}/{step.name}: {why}"},
+         params={"step": f"{step.kind}/{step.name}", "error": str(exc)})
     announce(ctx, req, f":warning: Deleting `{req.service}` from `{req.cluster}` stopped at {step.kind} "
-                        f"`{step.name}`: {why}. DevOps can press *Continue deletion* on the request.")
+                       f"`{step.name}`: {why}. DevOps can press *Continue deletion* on the request.")
     return Outcome(False, f":warning: *Deletion stopped* at {step.kind} `{step.namespace}/{step.name}` — {why}\n{hint}")
 
 

@@ -21,9 +21,9 @@ What is deleted is exactly what the approver was shown: the request stores its p
 identities (kind, namespace, name, uid, resourceVersion) and, when the service's pipeline lives in
 GitOps, the files a removal PR would delete. Approval re-checks and refuses when anything is new
 or has another uid; every DELETE carries the uid (and the resourceVersion last read) as a
-precondition, so an object re-created under the same name is never deleted by an old approval.
-A precondition 409 stops the run; *Continue deletion* re-reads each remaining object first and
-leaves a re-created one in place.
+precondition, so an object re-created under the same name is never deleted by an old approval:
+each phase reads its objects again first and leaves a re-created one in place, and a precondition
+409 stops the run; *Continue deletion* reads again.
 
 Carrying out the plan (preconditions, re-reads, stopping on a 409) is bot/deletion/execution.py.
 The request records, their storage and their Slack message are in bot/deletion/requests.py;
@@ -167,9 +167,9 @@ def approve(ctx: Context, request_id: int, user: str) -> Outcome:
         if req.state == "failed":
             if not _move(ctx, req, "failed", "deleting", user, "deletion.resume"):
                 return Outcome(False, describe_state(_reload(ctx, req)))
-            return _run_deletion(ctx, _reload(ctx, req), user, reread=True)
+            return _run_deletion(ctx, _reload(ctx, req), user)
         if req.state == "deleting":  # a crash mid-deletion: continue where it stopped
-            return _run_deletion(ctx, req, user, reread=True)
+            return _run_deletion(ctx, req, user)
         return Outcome(False, f"Nothing to approve. {describe_state(req)}")
 
 
@@ -312,8 +312,7 @@ def on_pull_request_closed(ctx: Context, branch: str, number: int, merged: bool)
             return f"deletion request #{req.id} cancelled"
         if not _move(ctx, req, "awaiting_merge", "deleting", "github", "deletion.merged", params={"pr": number}):
             return f"deletion request #{req.id} moved meanwhile"
-        # Hours may have passed since the approval (and GitOps sync touched the objects): read them again.
-        outcome = _run_deletion(ctx, _reload(ctx, req), "github", reread=True)
+        outcome = _run_deletion(ctx, _reload(ctx, req), "github")  # each phase reads its objects again
         return f"deletion request #{req.id}: {outcome.message}"
 
 

@@ -323,7 +323,7 @@ def _status_message(body: Any) -> str:
     if not body:
         return ""
     try:
-        return str(json.loads(body).get("message", ""))[:300]
+        return str(json.loads(body).get("message", ""))[:500]  # a precondition Conflict runs to ~300
     except (ValueError, AttributeError):
         return str(body)[:300]
 

@@ -100,8 +100,9 @@ def kind_plural(kind: str) -> str:
 
 def test_a_uid_precondition_409_stops_and_continue_leaves_the_recreated_object(bot_factory, github_fake,
                                                                                mesh_prometheus):
-    """Between the approval's re-check and its DELETE, a controller re-creates the Deployment under the
-    same name: the API server refuses the old approval's delete, and the new object is never deleted."""
+    """Between its phase's read and its DELETE, the Secret is deleted and re-created under the same name
+    (a controller, a GitOps sync): the API server refuses the approved uid, and the new object is never
+    deleted."""
     bot = start(bot_factory, github_fake, mesh_prometheus)
     kube = bot.kube["prod-a"]
     req = request_deletion(bot, PAY_DEV)
@@ -109,36 +110,60 @@ def test_a_uid_precondition_409_stops_and_continue_leaves_the_recreated_object(b
 
     @kube.on_write
     def recreate(verb, rt, obj):
-        if verb == "delete" and rt.kind == "VirtualService" and not recreated:
-            kube.delete(None, "Deployment", "payments", "payments-api")
-            recreated.update(kube.add(workload("payments-api", "payments", app="payments-api"))["metadata"])
+        if verb == "delete" and rt.kind == "Service" and not recreated:  # phase 3 was read just before
+            kube.delete(None, "Secret", "payments", "payments-api-db")
+            recreated.update(kube.add({"apiVersion": "v1", "kind": "Secret", "data": {}, "metadata": {
+                "name": "payments-api-db", "namespace": "payments", "labels": {"app": "payments-api"}}})["metadata"])
 
     before = len(bot.slack.responses)
     click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
     text = ephemeral_after(bot, before, "Deletion stopped")
-    assert "Deployment `payments/payments-api`" in text and "uid or resourceVersion" in text
+    assert "Secret `payments/payments-api-db`" in text and "uid or resourceVersion" in text
     assert "*Continue deletion*" in text and "re-created" in text
     failed = wait_state(bot, req.id, "failed")
-    refused = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/deployments/payments-api")]
+    refused = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/secrets/payments-api-db")]
     assert [r.status for r in refused] == [409]
-    assert kube.get(None, "Deployment", "payments", "payments-api")["metadata"]["uid"] == recreated["uid"]
-    assert "Service" not in {d["kind"] for d in kube.deletions}  # the safe order stopped before the Service
-    assert [s.result for s in failed.plan if s.kind == "Deployment"] == ["failed"]
+    step_audit = [r for r in bot.ctx.store.audit_log("payments-api", limit=50) if r["action"] == "deletion.step"]
+    assert "Precondition failed: UID in precondition" in step_audit[0]["params"]  # the API server's own words
+    assert kube.get(None, "Secret", "payments", "payments-api-db")["metadata"]["uid"] == recreated["uid"]
+    assert [s.result for s in failed.plan if s.kind == "Secret"] == ["failed"]
     bot.flush()
     message = approval_message(bot, req.id)
     assert "Deletion stopped" in blocks_text(message) and button(message["blocks"], ACTION_RESUME)
 
     before = len(bot.slack.responses)
     click(bot, ACTION_RESUME, req.id, user=DEVOPS2)
-    assert "left in place" in ephemeral_after(bot, before, "Deleted")
+    assert "Secret `payments-api-db` was re-created since the approval and left in place" in \
+        ephemeral_after(bot, before, "Deleted")
     done = wait_state(bot, req.id, "deleted")
-    step = next(s for s in done.plan if s.kind == "Deployment")
+    step = next(s for s in done.plan if s.kind == "Secret")
     assert step.result == "left in place" and "re-created" in step.detail
-    assert kube.get(None, "Deployment", "payments", "payments-api")["metadata"]["uid"] == recreated["uid"]
-    assert ("Deployment", "payments-api") not in {(d["kind"], d["name"]) for d in kube.deletions}
-    assert {("Service", "payments-api"), ("Secret", "payments-api-db")} <= {(d["kind"], d["name"]) for d in kube.deletions}
+    assert kube.get(None, "Secret", "payments", "payments-api-db")["metadata"]["uid"] == recreated["uid"]
+    assert ("Secret", "payments-api-db") not in {(d["kind"], d["name"]) for d in kube.deletions}
+    assert sorted((d["kind"], d["name"]) for d in kube.deletions) == sorted(
+        o for o in OBJECTS if o != ("Secret", "payments-api-db"))
     bot.flush()
-    assert ":leftwards_arrow_with_hook: Deployment `payments-api` left in place" in blocks_text(approval_message(bot, req.id))
+    assert ":leftwards_arrow_with_hook: Secret `payments-api-db` left in place" in blocks_text(approval_message(bot, req.id))
+
+
+def test_an_object_recreated_before_its_phase_is_left_in_place_without_a_409(bot_factory, github_fake,
+                                                                             mesh_prometheus):
+    """Re-created while an earlier phase ran: the phase's read sees the other uid and never sends a DELETE."""
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    req = request_deletion(bot, PAY_DEV)
+
+    @kube.on_write
+    def recreate(verb, rt, obj):
+        if verb == "delete" and rt.kind == "VirtualService":
+            kube.delete(None, "Deployment", "payments", "payments-api")
+            kube.add(workload("payments-api", "payments", app="payments-api"))
+
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    done = wait_state(bot, req.id, "deleted")
+    assert next(s for s in done.plan if s.kind == "Deployment").result == "left in place"
+    assert not [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/deployments/payments-api")]
+    assert kube.get(None, "Deployment", "payments", "payments-api") is not None
 
 
 def test_the_removal_pr_removes_exactly_the_approved_files(bot_factory, github_fake, mesh_prometheus):
@@ -192,27 +217,27 @@ def test_a_service_in_a_protected_namespace_is_never_deleted(bot_factory, github
 
 def test_a_changed_object_stops_on_its_resource_version_and_continue_deletes_it(bot_factory, github_fake,
                                                                               mesh_prometheus):
-    """Same object, modified after the approval's read: the resourceVersion precondition stops the run;
-    Continue reads it again, finds the approved uid, and deletes it with the fresh resourceVersion."""
+    """Same object, modified between its phase's read and its DELETE: the resourceVersion precondition
+    stops the run; Continue reads it again, finds the approved uid, and deletes it."""
     bot = start(bot_factory, github_fake, mesh_prometheus)
     kube = bot.kube["prod-a"]
     req = request_deletion(bot, PAY_DEV)
     touched = []
 
     @kube.on_write
-    def scale(verb, rt, obj):
-        if verb == "delete" and rt.kind == "VirtualService" and not touched:
-            touched.append(kube.patch("apps/v1", "deployments", "payments", "payments-api",
-                                      {"spec": {"replicas": 3}})["metadata"]["resourceVersion"])
+    def edit(verb, rt, obj):
+        if verb == "delete" and rt.kind == "Service" and not touched:
+            touched.append(kube.patch("v1", "configmaps", "payments", "payments-api-config",
+                                      {"data": {"LOG_LEVEL": "debug"}})["metadata"]["resourceVersion"])
 
     before = len(bot.slack.responses)
     click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
-    ephemeral_after(bot, before, "Deletion stopped")
+    assert "ConfigMap `payments/payments-api-config`" in ephemeral_after(bot, before, "Deletion stopped")
     wait_state(bot, req.id, "failed")
     click(bot, ACTION_RESUME, req.id, user=DEVOPS2)
     done = wait_state(bot, req.id, "deleted")
-    assert next(s for s in done.plan if s.kind == "Deployment").result == "deleted"
-    deletes = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/deployments/payments-api")]
+    assert next(s for s in done.plan if s.kind == "ConfigMap").result == "deleted"
+    deletes = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/configmaps/payments-api-config")]
     assert [r.status for r in deletes] == [409, 200]
     assert deletes[1].body["preconditions"]["resourceVersion"] == touched[0]
     assert sorted((d["kind"], d["name"]) for d in kube.deletions) == sorted(OBJECTS)
