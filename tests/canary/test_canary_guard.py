@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from bot.foundation.kube import DEPLOYMENTS, KubeError
 from tests.canary.test_canary_fixtures import (click, fast, istio_canary, post_card, wait_card,  # noqa: F401
                                                wait_outcome, weights, writes)
 from tests.harness import DEVOPS, PAY_DEV
@@ -89,10 +92,7 @@ def test_protected_namespaces_come_from_the_config_and_the_gateway_refuses_write
     assert "`payments` is a protected namespace" in wait_card(bot, card, "protected namespace")
     assert writes(fake) == []
     # The one door every write goes through refuses it too, before a request is made.
-    from bot.foundation.kube import DEPLOYMENTS, KubeError
-    try:
+    with pytest.raises(KubeError) as refused:
         bot.ctx.kube.patch("prod-a", DEPLOYMENTS, "payments", "checkout", {"spec": {"replicas": 0}})
-        raise AssertionError("the write was not refused")
-    except KubeError as exc:
-        assert exc.protected and "`payments` is a protected namespace" in str(exc)
+    assert refused.value.protected and "`payments` is a protected namespace" in str(refused.value)
     assert writes(fake) == [] and fake.get("apps/v1", "deployments", "payments", "checkout")["spec"]["replicas"] == 3

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
+import pytest
 import yaml
 
-from bot.pipelines.render import render
+from bot.pipelines.render import ManifestRejected, _environment, render
 from tests.harness import DEVOPS, PAY_DEV
 from tests.pipelines.test_pipeline_kit import (  # noqa: F401 - pbot is a fixture
     CLUSTERS,
@@ -24,6 +26,7 @@ from tests.pipelines.test_pipeline_kit import (  # noqa: F401 - pbot is a fixtur
     seed_pipeline,
     settings,
     spec_of,
+    state_values,
     submit,
     validate_objects,
     wait_message,
@@ -86,13 +89,14 @@ def test_a_service_name_with_a_newline_is_refused_and_can_never_add_keys(pbot):
     hand_edit(pbot, "services/payments/payments-api/deckhand.yaml", service="payments-api\nprivileged: true")
     view = open_modal(pbot, "edit payments-api")
     assert view["callback_id"] == "pipeline_notice" and "service:" in notice_text(view)
-    # Even a name the form would refuse cannot change pipeline.yaml's keys: every value is quoted.
-    spec = spec_of(api_form())
-    from dataclasses import replace
-    files = render(replace(spec, service="payments-api"), settings())
-    pipeline = yaml.safe_load(files["services/payments/payments-api/pipeline.yaml"])
-    assert set(pipeline) == {"name", "team", "kind", "source", "stages"}
-    assert files["services/payments/payments-api/pipeline.yaml"].startswith('# CI/CD pipeline for "payments-api"')
+    # Even a name the form would refuse (were it ever rendered) cannot add keys: every value is quoted,
+    # the comment included.
+    hostile = "payments-api\nprivileged: true"
+    files = render(replace(spec_of(api_form()), service=hostile), settings())
+    text = next(t for p, t in files.items() if p.endswith("/pipeline.yaml"))
+    pipeline = yaml.safe_load(text)
+    assert set(pipeline) == {"name", "team", "kind", "source", "stages"} and pipeline["name"] == hostile
+    assert text.startswith('# CI/CD pipeline for "payments-api\\nprivileged: true", generated')
 
 
 def test_source_repo_with_credentials_or_variables_is_refused(pbot):
@@ -128,7 +132,6 @@ def test_edit_takes_service_and_team_from_the_repository_not_the_modal(pbot):
     tampered = json.dumps({**json.loads(view["private_metadata"]), "team": "search", "digest": ""})
     form = api_form(replicas="5")
     del form["service"], form["team"]
-    from tests.pipelines.test_pipeline_kit import state_values
     response = pbot.sender.view_submission("pipeline_submit", values=state_values(form), user_id="U0SEARCHER",
                                            private_metadata=tampered)
     assert response.status_code == 200
@@ -197,11 +200,8 @@ def test_the_operators_own_template_may_set_host_access_and_schemas_follow_the_v
                'metadata: {name: {{ svc|q }}, namespace: {{ namespace|q }}}\n'
                'spec: {scaleTargetRef: {kind: "Deployment", name: {{ svc|q }}}, maxReplicas: 4}\n')
     (tmp_path / "templates" / "manifests" / "canary" / "hpa.yaml.j2").write_text(old_hpa)
-    from bot.pipelines.render import ManifestRejected, _environment
     _environment.cache_clear()
-    try:
+    with pytest.raises(ManifestRejected) as refused:
         render(spec_of(api_form()), bot.ctx.settings)
-        raise AssertionError("an autoscaling/v2beta2 HPA was accepted for Kubernetes 1.32")
-    except ManifestRejected as exc:
-        assert "services/payments/payments-api/k8s/hpa.yaml: HorizontalPodAutoscaler payments-api" in str(exc)
-        assert "autoscaling/v2beta2" in str(exc) and "1.32" in str(exc)
+    assert "services/payments/payments-api/k8s/hpa.yaml: HorizontalPodAutoscaler payments-api" in str(refused.value)
+    assert "autoscaling/v2beta2" in str(refused.value) and "1.32" in str(refused.value)
