@@ -103,7 +103,8 @@ def build_context(
             return []
         return list(slack.usergroups_users_list(usergroup=group).get("users") or [])
 
-    kube = KubeGateway(settings.clusters, timeout=backend_timeout, protected=settings.protected_namespaces)
+    kube = KubeGateway(settings.clusters, timeout=backend_timeout, protected=settings.protected_namespaces,
+                       own_lease=settings.lease.name)
     kube.on_error = lambda cluster, status: metrics.backend_errors.labels(
         backend="kubernetes", kind=str(status or "unreachable")).inc()
     traffic = Traffic(settings.clusters, timeout=backend_timeout, shared=settings.prometheus)

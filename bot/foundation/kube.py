@@ -128,13 +128,17 @@ class KubeGateway:
     """One ApiClient per cluster, created lazily; raw JSON in and out.
 
     Writes to a protected namespace (`protected_namespaces`) are refused here, before any request is
-    made, whatever feature asks: this is the one door every write goes through. The only exception is
-    deckhand's own leader-election Lease, which lives in deckhand's own (protected) namespace."""
+    made, whatever feature asks: this is the one door every write goes through. Two exceptions, neither
+    a change to what runs there: deckhand's own leader-election Lease (in deckhand's own, protected,
+    namespace), and evicting a pod from a node being drained (node waves), which goes through the
+    Eviction API so the pod's PodDisruptionBudget decides, exactly as `kubectl drain` would."""
 
-    def __init__(self, clusters: Iterable[Cluster], timeout: float = 10.0, protected: Iterable[str] = ()):
+    def __init__(self, clusters: Iterable[Cluster], timeout: float = 10.0, protected: Iterable[str] = (),
+                 own_lease: str = "deckhand"):
         self.clusters = {c.name: c for c in clusters}
         self.timeout = timeout
         self.protected = frozenset(protected)
+        self.own_lease = own_lease
         self.calls: Counter[str] = Counter()  # per cluster, for benchmarks and /metrics
         self._clients: dict[str, k8s.ApiClient] = {}
         self._lock = threading.Lock()
@@ -178,7 +182,7 @@ class KubeGateway:
         timeout: float | None = None,
     ) -> Any:
         action = action or f"{method} {path}"
-        self._refuse_protected(cluster, method, path, action)
+        self._refuse_protected(cluster, method, path, action, body)
         api = self._client(cluster)
         self.calls[cluster] += 1
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
@@ -208,14 +212,20 @@ class KubeGateway:
         except ValueError:
             raise KubeError(cluster, action, response.status, "BadResponse", "the answer was not JSON") from None
 
-    def _refuse_protected(self, cluster: str, method: str, path: str, action: str) -> None:
+    def _refuse_protected(self, cluster: str, method: str, path: str, action: str, body: Any) -> None:
         if method in ("GET", "HEAD") or not self.protected:
             return
         parts = path.split("?", 1)[0].strip("/").split("/")
         namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts[:4] and \
             parts.index("namespaces") + 1 < len(parts) else None
-        if namespace not in self.protected or path.startswith(LEASES.path(namespace)):
+        if namespace not in self.protected:
             return
+        created = ((body or {}).get("metadata") or {}).get("name") if isinstance(body, dict) else None
+        if path == LEASES.path(namespace, self.own_lease) or (path == LEASES.path(namespace) and
+                                                             created == self.own_lease):
+            return  # deckhand's own leader-election Lease (lease.name), nothing else in coordination.k8s.io
+        if method == "POST" and path.startswith(PODS.path(namespace)) and path.endswith("/eviction"):
+            return  # a node drain (waves): the Eviction API honours PodDisruptionBudgets, as `kubectl drain` does
         raise KubeError(cluster, action, 403, PROTECTED,
                         f"`{namespace}` is a protected namespace (protected_namespaces in deckhand's config); "
                         "deckhand never writes there, whoever asks")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bot.foundation.kube import DEPLOYMENTS, KubeError
+from bot.foundation.kube import DEPLOYMENTS, LEASES, PODS, KubeError
 from tests.canary.test_canary_fixtures import (click, fast, istio_canary, post_card, wait_card,  # noqa: F401
                                                wait_outcome, weights, writes)
 from tests.harness import DEVOPS, PAY_DEV
@@ -96,3 +96,24 @@ def test_protected_namespaces_come_from_the_config_and_the_gateway_refuses_write
         bot.ctx.kube.patch("prod-a", DEPLOYMENTS, "payments", "checkout", {"spec": {"replicas": 0}})
     assert refused.value.protected and "`payments` is a protected namespace" in str(refused.value)
     assert writes(fake) == [] and fake.get("apps/v1", "deployments", "payments", "checkout")["spec"]["replicas"] == 3
+
+
+def test_the_gateway_lets_only_a_drain_eviction_and_deckhands_own_lease_through(bot_factory):
+    bot = bot_factory()
+    fake = bot.kube["prod-a"]
+    fake.add({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "coredns-1", "namespace": "kube-system"},
+              "spec": {"nodeName": "node-1", "containers": [{"name": "coredns", "image": "coredns:1.11"}]}})
+    fake.clear_requests()
+    with pytest.raises(KubeError) as refused:
+        bot.ctx.kube.delete("prod-a", PODS, "kube-system", "coredns-1")
+    assert refused.value.protected and fake.writes() == []
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "coredns-1", "namespace": "kube-system"}}
+    bot.ctx.kube.request("prod-a", "POST", PODS.path("kube-system", "coredns-1", "eviction"), body=body)
+    assert [(w.method, w.path.split("?")[0]) for w in fake.writes()] == [
+        ("POST", "/api/v1/namespaces/kube-system/pods/coredns-1/eviction")]
+    # Leases: deckhand's own (lease.name) only; a node's heartbeat Lease in kube-node-lease is not its business.
+    own = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "deckhand"}, "spec": {}}
+    bot.ctx.kube.create("prod-a", LEASES, "kube-node-lease", own)
+    with pytest.raises(KubeError) as refused:
+        bot.ctx.kube.create("prod-a", LEASES, "kube-node-lease", {**own, "metadata": {"name": "node-1"}})
+    assert refused.value.protected and len(fake.writes()) == 2
