@@ -115,3 +115,23 @@ def test_no_import_cycles_between_packages():
 
     for node in sorted(graph):
         visit(node)
+
+
+def test_the_fakes_and_the_demo_are_runtime_code_without_pytest():
+    """tests/fakes/ is shared by demo/ and tests/ (DESIGN.md, Layout): the demo runs without pytest."""
+    for path in files("tests/fakes", "demo"):
+        bad = {top(m) for m in imported(path)} & {"pytest", "_pytest", "hypothesis"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_the_demo_uses_only_the_fakes_from_tests():
+    for path in files("demo"):
+        bad = {m for m in imported(path) if top(m) == "tests" and not m.startswith("tests.fakes")}
+        assert not bad, f"{path.relative_to(ROOT)} imports test code: {bad}"
+
+
+def test_tests_reach_the_demo_only_through_its_public_entry():
+    """Tests drive the demo as a user does (`python app.py demo`) or through `demo.start`, never its internals."""
+    for path in files("tests"):
+        bad = {m for m in imported(path) if top(m) == "demo" and m not in ("demo", "demo.start", "demo.Demo")}
+        assert not bad, f"{path.relative_to(ROOT)} imports demo internals: {bad}"

@@ -7,15 +7,9 @@ free loopback port over it (no scrape targets, 100y retention) and polls ``/-/re
 Query at ``server.eval_time`` (the last sample instant; data ends >= 4 h before real now because backfill
 must stay clear of the head block). Bot code takes an injected clock: set it to ``server.now``.
 
-pytest fixtures (loaded through ``pytest_plugins`` in tests/conftest.py):
-
-* ``prometheus_factory(metrics, *, fresh=False) -> PrometheusServer``: servers are shared within the session
-  by ``metrics.fingerprint()``, so identical datasets start Prometheus once. Do not stop a shared server;
-  ask for ``fresh=True`` to get a private one (stopped at the test's teardown) for outage-mid-test cases.
-  On test failure the logs of the servers the test used are printed.
-* ``prometheus_down_url``: ``http://127.0.0.1:<port>`` where nothing listens (connection refused).
-
-Missing binaries make the test fail (never skip) with install instructions.
+A runtime library (the demo world in demo/ uses it too; no pytest import here). The pytest fixtures
+``prometheus_factory`` and ``prometheus_down_url`` live in tests/fixtures.py; there missing binaries make
+the test fail (never skip) with install instructions.
 """
 from __future__ import annotations
 
@@ -27,11 +21,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
-import pytest
 
 from tests.fakes.istio_metrics import DATA_END, ISTIO_DURATION_BUCKETS, IstioMetrics  # noqa: F401 (re-export)
 
@@ -39,6 +30,7 @@ __all__ = [
     "IstioMetrics",
     "PrometheusServer",
     "PrometheusError",
+    "PrometheusMissing",
     "require_binaries",
     "unreachable_url",
     "free_port",
@@ -70,12 +62,16 @@ class PrometheusError(RuntimeError):
     """promtool or prometheus failed; the message carries the relevant log."""
 
 
+class PrometheusMissing(PrometheusError):
+    """``prometheus`` or ``promtool`` is not on PATH; the message says how to install it."""
+
+
 def require_binaries() -> tuple[str, str]:
-    """Paths of (promtool, prometheus); ``pytest.fail`` with install instructions if either is missing."""
+    """Paths of (promtool, prometheus); raises PrometheusMissing with install instructions if either is missing."""
     promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
     if not promtool or not prometheus:
         missing = [n for n, p in (("promtool", promtool), ("prometheus", prometheus)) if not p]
-        pytest.fail(f"{', '.join(missing)} not found on PATH. {INSTALL_HINT}", pytrace=False)
+        raise PrometheusMissing(f"{', '.join(missing)} not found on PATH. {INSTALL_HINT}")
     return promtool, prometheus
 
 
@@ -234,83 +230,3 @@ class PrometheusServer:
 
     def __repr__(self) -> str:
         return f"<PrometheusServer {self.url} eval_time={self.eval_time.isoformat()} running={self.running}>"
-
-
-# ---------------------------------------------------------------------- pytest wiring
-class _Pool:
-    """Session cache: fingerprint -> running server, least recently used stopped beyond ``limit``."""
-
-    def __init__(self, limit: int = 8):
-        self.limit = limit
-        self.servers: OrderedDict[str, PrometheusServer] = OrderedDict()
-
-    def get(self, metrics: IstioMetrics) -> PrometheusServer:
-        key = metrics.fingerprint()
-        srv = self.servers.get(key)
-        if srv is not None and srv.running:
-            self.servers.move_to_end(key)
-            return srv
-        if srv is not None:
-            srv.stop()
-        srv = PrometheusServer(metrics).start()
-        self.servers[key] = srv
-        while len(self.servers) > self.limit:
-            _, old = self.servers.popitem(last=False)
-            old.stop()
-        return srv
-
-    def close(self) -> None:
-        while self.servers:
-            self.servers.popitem()[1].stop()
-
-
-_USED = pytest.StashKey[list]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On failure, attach the logs of the Prometheus servers the test used to its report."""
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed:
-        for srv in item.stash.get(_USED, []):
-            rep.sections.append((
-                f"prometheus {srv.url} ({rep.when})",
-                f"{srv!r} backfill={srv.backfill_seconds:.2f}s startup={srv.startup_seconds:.2f}s "
-                f"workdir={srv.workdir}\n{srv.log()}",
-            ))
-
-
-@pytest.fixture(scope="session")
-def _prometheus_pool():
-    pool = _Pool()
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def prometheus_factory(request, _prometheus_pool):
-    """``prometheus_factory(metrics, *, fresh=False) -> PrometheusServer`` (see module docstring)."""
-    require_binaries()
-    used: list[PrometheusServer] = request.node.stash.setdefault(_USED, [])
-    private: list[PrometheusServer] = []
-
-    def factory(metrics: IstioMetrics, *, fresh: bool = False) -> PrometheusServer:
-        if fresh:
-            srv = PrometheusServer(metrics)
-            private.append(srv)
-            srv.start()
-        else:
-            srv = _prometheus_pool.get(metrics)
-        used.append(srv)
-        return srv
-
-    yield factory
-    for srv in private:
-        srv.stop()
-
-
-@pytest.fixture
-def prometheus_down_url() -> str:
-    """Base URL of a Prometheus that is down (connection refused)."""
-    return unreachable_url()

@@ -16,8 +16,6 @@ bodies real GitHub sends).
 """
 from __future__ import annotations
 
-import pytest
-
 from tests.fakes.github.common import (
     API_PREFIX, DEFAULT_FAULT_MESSAGES, DOCS, FILE_MODES, TREE_MODE, ApiError, Fault, Request,
 )
@@ -26,16 +24,6 @@ from tests.fakes.github.webhooks import pull_request_event, sign_webhook, webhoo
 
 __all__ = [
     "API_PREFIX", "DEFAULT_FAULT_MESSAGES", "DOCS", "FILE_MODES", "TREE_MODE", "ApiError", "Fault", "GitHubFake",
-    "Request", "github_fake", "pull_request_event", "sign_webhook", "webhook_headers",
+    "Request", "pull_request_event", "sign_webhook", "webhook_headers",
 ]
 
-
-@pytest.fixture
-def github_fake():
-    """A started GitHubFake, stopped after the test (which fails if the fake itself crashed)."""
-    fake = GitHubFake().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert not fake.errors, "the GitHub fake crashed handling a request:\n" + "\n".join(fake.errors)

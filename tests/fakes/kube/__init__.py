@@ -11,19 +11,18 @@ Tests drive it from Python: seed objects (`add`), read them back (`get`, `list`)
 order of API writes (`requests`, `writes()`), inject failures (`fail`, `hang`, `latency`) and play
 controllers (`on_write`). Writes made through the Python API do not fire `on_write` hooks.
 
-Fixtures: `kube_fake` (function scope) and `kube_fake_factory` (starts more independent fakes).
+Fixtures `kube_fake` and `kube_fake_factory` live in tests/fixtures.py: this package is a runtime
+library (the demo world in demo/ uses it too) and imports no pytest.
 
 Modules: `resources` (the resource type registry), `selectors`, `patches`, `errors`, `recording`
 (recorded requests and injected failures), `store` and `routing` (the two halves of `KubeFake`'s
-behaviour), `server` (`KubeFake` and its HTTP plumbing), `kubeconfig` and `fixtures`. This package
-is loaded as the pytest plugin "tests.fakes.kube" and re-exports every public name.
+behaviour), `server` (`KubeFake` and its HTTP plumbing) and `kubeconfig`. This package re-exports every public name.
 """
 from __future__ import annotations
 
 from .common import (APPLY_PATCH, JSON, JSON_PATCH, MERGE_PATCH, OPENAPI_V2_PROTO, SERVER_VERSION,
                      STRATEGIC_PATCH)
 from .errors import REASONS, ApiError, status_body
-from .fixtures import kube_fake, kube_fake_factory
 from .kubeconfig import write_kubeconfig
 from .patches import SMP_MERGE_KEYS, SMP_PRIMITIVE_MERGE, json_patch, merge_patch, strategic_merge_patch
 from .recording import SESSION_CALLS, Headers, RecordedRequest
@@ -35,6 +34,6 @@ __all__ = [
     "ALL_VERBS", "APPLY_PATCH", "BUILTIN_TYPES", "ISTIO_KINDS", "JSON", "JSON_PATCH", "MERGE_PATCH",
     "OPENAPI_V2_PROTO", "REASONS", "SEED_NAMESPACES", "SERVER_VERSION", "SESSION_CALLS", "SMP_MERGE_KEYS",
     "SMP_PRIMITIVE_MERGE", "STRATEGIC_PATCH", "SUBRESOURCE_VERBS", "ApiError", "Headers", "KubeFake",
-    "RecordedRequest", "ResourceType", "json_patch", "kube_fake", "kube_fake_factory", "merge_patch",
+    "RecordedRequest", "ResourceType", "json_patch", "merge_patch",
     "parse_field_selector", "parse_label_selector", "status_body", "strategic_merge_patch", "write_kubeconfig",
 ]

@@ -12,11 +12,9 @@ block_actions, view_submission / view_closed and Events API envelopes to the app
 `/slack/events` endpoint, signed exactly as Slack signs them (`v0=HMAC-SHA256(secret,
 "v0:{timestamp}:{body}")` in `X-Slack-Signature`, `X-Slack-Request-Timestamp`).
 
-Fixture: `slack_fake` (function scope, started and stopped around the test).
+Fixture `slack_fake` lives in tests/fixtures.py (this package imports no pytest).
 """
 from __future__ import annotations
-
-import pytest
 
 from .common import (APP_ID, BOT_ID, BOT_USER_ID, BOT_USER_NAME, JSON_FIELDS, SESSION_METHODS, TEAM_DOMAIN,
                      TEAM_ID, TEAM_NAME, VERIFICATION_TOKEN, WORKSPACE_URL, Call, Json)
@@ -37,15 +35,6 @@ __all__ = [
     "MAX_SECTION_FIELDS", "MAX_SECTION_TEXT", "MAX_TEXT", "MAX_URL", "MAX_VIEW_BLOCKS", "MAX_VIEW_BUTTON_TEXT",
     "MAX_VIEW_TITLE",
     "Call", "Json", "SlackFake", "SlackSender", "SlackSigner", "normalize_state_values", "slack_signature",
-    "slack_fake", "validate_message_blocks", "validate_view",
+    "validate_message_blocks", "validate_view",
 ]
 
-
-@pytest.fixture
-def slack_fake():
-    """A started SlackFake, stopped after the test."""
-    fake = SlackFake().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
