@@ -1,8 +1,11 @@
 """deckhand's composition root: load config, build store and gateways, wire Bolt, schedule jobs, serve.
 
-    python app.py            serve (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $HOST:$PORT)
+    python app.py            serve (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $HOST:$PORT);
+                             with no config file and no Slack credentials: the demo
+    python app.py demo       the embedded demo world (local clusters, GitOps repo, Prometheus) in the console
     python app.py check      validate config and probe every integration; exit 1 if any failed
-    python app.py console    chat with the bot in the terminal
+    python app.py console    chat with the bot in the terminal (its own database: $DECKHAND_CONSOLE_DB,
+                             default ./deckhand-console.db)
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from bot.foundation.health import probes
 from bot.foundation.logs import setup_logging
 from bot.foundation.traffic import token_values
 from bot.foundation.web import create_web
+from console import is_terminal
 
 log = logging.getLogger("deckhand")
 MANIFESTS = "deploy/slack/manifest.yaml (Socket Mode) or deploy/slack/manifest-http.yaml (HTTP)"
@@ -237,17 +241,56 @@ def missing_slack(secrets: Secrets) -> list[str]:
     return missing
 
 
+def run_demo() -> int:
+    """`python app.py demo`: deckhand's real context, listeners and jobs over the embedded world (demo/),
+    with the console in front. Its database lives in the world's temporary directory."""
+    import demo
+    from console import run_console
+
+    try:
+        world = demo.start()
+    except Exception as exc:
+        print(f"demo: failed to start its local world: {exc}", file=sys.stderr)
+        return 1
+    try:
+        ctx = build_context(world.settings(), world.secrets, world.db_path, clock=world.clock)
+        handlers = hooks(ctx)
+        jobs.attach(ctx)  # `/ops run` and `/ops jobs` work; nothing is scheduled in the console
+        return run_console(ctx, build_bolt=build_bolt, shutdown=shutdown, log_path="deckhand-demo.log",
+                           intro=world.intro(), commands=world.console_commands(handlers),
+                           on_start=lambda: world.seed(ctx, handlers))
+    finally:
+        world.stop()
+
+
+def console_db() -> str:
+    """The console's own database: console actions must never queue posts for the real bot's Slack."""
+    return os.environ.get("DECKHAND_CONSOLE_DB") or "./deckhand-console.db"
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "serve"
     if command in ("-h", "--help", "help"):
         print(__doc__.strip())
         return 0
-    if command not in ("serve", "check", "console"):
+    if command not in ("serve", "check", "console", "demo"):
         print(f"unknown command {command!r}\n\n{__doc__.strip()}", file=sys.stderr)
         return 2
     secrets = Secrets.from_env()
     setup_logging(secrets.values())
     config_path = os.environ.get("DECKHAND_CONFIG", "./deckhand.yaml")
+    if command == "demo" or (command == "serve" and "DECKHAND_CONFIG" not in os.environ
+                             and not os.path.exists(config_path) and missing_slack(secrets)):
+        if command == "serve":
+            print(f"No {config_path} and no Slack credentials: starting the demo world "
+                  "(`python app.py demo`). To run for real, see README.md, Install.", file=sys.stderr)
+        return run_demo()
+    terminal = is_terminal(sys.stdin)
+    if command == "serve" and missing_slack(secrets) and not terminal:
+        # A pod whose Secret has empty values must crash loudly, not read EOF and exit 0 in a loop.
+        print(f"Slack credentials missing: {', '.join(missing_slack(secrets))}. Set them (create the app from "
+              f"{MANIFESTS}), or run `python app.py console` to try deckhand in a terminal.", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
@@ -256,7 +299,8 @@ def main(argv: list[str]) -> int:
         print("\n".join(exc.problems), file=sys.stderr)
         return 1 if command == "check" else 2
     setup_logging(secrets.values() + token_values(settings.clusters, settings.prometheus))
-    db_path = os.environ.get("DECKHAND_DB", "./deckhand.db")
+    as_console = command == "console" or (command == "serve" and bool(missing_slack(secrets)))
+    db_path = console_db() if as_console else os.environ.get("DECKHAND_DB", "./deckhand.db")
     try:
         ctx = build_context(settings, secrets, db_path)
     except Exception as exc:  # e.g. the database path is not writable
@@ -270,15 +314,16 @@ def main(argv: list[str]) -> int:
             print(probe.line())
         ctx.store.close()
         return 0 if all(p.ok for p in results) else 1
-    if command == "console" or missing_slack(secrets):
+    if as_console:
         if command != "console":
-            log.warning("Slack credentials missing (%s); starting the terminal console instead. "
-                        "To connect to Slack, create the app from %s and set them.",
-                        ", ".join(missing_slack(secrets)), MANIFESTS)
+            print(f"Slack credentials missing ({', '.join(missing_slack(secrets))}); starting the terminal "
+                  f"console instead. To connect to Slack, create the app from {MANIFESTS} and set them.",
+                  file=sys.stderr)
         from console import run_console
 
         jobs.attach(ctx)  # `/ops run` and `/ops jobs` work in the console; nothing is scheduled there
-        return run_console(ctx, build_bolt=build_bolt, shutdown=shutdown)
+        return run_console(ctx, build_bolt=build_bolt, shutdown=shutdown,
+                           log_path=os.path.splitext(db_path)[0] + ".log")
     return serve(ctx)
 
 

@@ -14,6 +14,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -72,15 +73,23 @@ class Clickable:
 class Console:
     def __init__(self, ctx: Context, *, stdin=None, stdout=None, user: str | None = None,
                  channel: str | None = None, dispatch=None, settle_timeout: float | None = None,
-                 build_bolt: Callable[..., Any] | None = None, shutdown: Callable[..., Any] | None = None):
+                 build_bolt: Callable[..., Any] | None = None, shutdown: Callable[..., Any] | None = None,
+                 intro: list[str] | None = None, commands: dict[str, tuple[str, str, Callable[[str], str]]] | None = None,
+                 on_start: Callable[[], Any] | None = None):
         # app.py hands over how to build the Bolt app and how to shut down, so this adapter never
-        # imports the composition root (that was the project's only import cycle).
+        # imports the composition root (that was the project's only import cycle). The demo adds its
+        # own console commands (name -> (usage, what it does, fn(text) -> reply)), lines to print first,
+        # and what to do once deckhand is up (on_start).
         self.ctx = ctx
         self.build_bolt = build_bolt
         self.shutdown = shutdown
-        self.stdin = stdin or sys.stdin
-        self.stdout = stdout or sys.stdout
-        self.interactive = self.stdin is sys.stdin and sys.stdin.isatty()
+        # A closed stdin (`make run <&-`) leaves sys.stdin None: read it as an empty script.
+        self.stdin = stdin or sys.stdin or io.StringIO("")
+        self.stdout = stdout or sys.stdout or io.StringIO()
+        self.interactive = self.stdin is sys.stdin and is_terminal(sys.stdin)
+        self.intro = list(intro or [])
+        self.extra_commands = dict(commands or {})
+        self.on_start = on_start
         self.channel = channel or os.environ.get("DECKHAND_CONSOLE_CHANNEL") or CHANNEL
         first, group = (user, None) if user else default_user(ctx)
         self.user = first
@@ -116,6 +125,8 @@ class Console:
             self._track(ctx.extras["listener_executor"])
             self.dispatcher = bolt.dispatch
         ctx.outbox.start()
+        if self.on_start is not None:
+            self.on_start()
 
     def _track(self, executor) -> None:
         """Know when listeners still run after ack(), so output is complete before the next prompt."""
@@ -159,8 +170,11 @@ class Console:
         return line.rstrip("\n")
 
     def run(self) -> int:
-        self.start()
         try:
+            for line in self.intro:
+                self.say(line)
+            self.start()
+            self.settle()  # what deckhand says about the world it found comes before the first prompt
             self.banner()
             while True:
                 self.modals.present()
@@ -200,7 +214,10 @@ class Console:
         if word in ("quit", "exit"):
             return False
         if word == "help":
-            self.say(HELP)
+            self.say(HELP + "".join(f"\n  {usage:<19} {what}" for usage, what, _ in self.extra_commands.values()))
+        elif word in self.extra_commands:
+            self.say(self.extra_commands[word][2](rest))
+            self.settle()
         elif word == "as":
             self.on_home = False
             self.act_as(rest.split())
@@ -404,12 +421,49 @@ class Console:
                 self.say("(deckhand did not publish an App Home for you)")
 
 
-def run_console(ctx: Context, build_bolt: Callable[..., Any], shutdown: Callable[..., Any]) -> int:
+def is_terminal(stream) -> bool:
+    """True when `stream` is an open terminal; False for a pipe, a file, or a closed stdin (None)."""
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):  # a closed file object
+        return False
+
+
+def logs_to_file(path: str) -> logging.Handler:
+    """Send deckhand's log to `path` instead of the terminal: log lines would otherwise land in the
+    middle of the chat. The handlers keep their format and secret redaction."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    for old in root.handlers:
+        if old.formatter is not None:
+            handler.setFormatter(old.formatter)
+        for log_filter in old.filters:
+            handler.addFilter(log_filter)
+    root.handlers[:] = [handler]
+    return handler
+
+
+def run_console(ctx: Context, build_bolt: Callable[..., Any], shutdown: Callable[..., Any], *,
+                log_path: str | None = None, **options: Any) -> int:
+    """The console over `ctx`. With `log_path`, deckhand's log goes there and the banner says so."""
     try:
         import readline  # noqa: F401 - line editing and history for input() at a terminal
     except ImportError:
         pass
-    if not os.environ.get("LOG_LEVEL"):
-        logging.getLogger().setLevel(logging.WARNING)  # the chat is the output; warnings still show
+    handler = None
+    if log_path:
+        try:
+            handler = logs_to_file(log_path)
+            options.setdefault("intro", [])
+            options["intro"] = [*options["intro"], f"deckhand's log (warnings, errors): {os.path.abspath(log_path)}"]
+        except OSError as exc:
+            logging.getLogger().setLevel(logging.ERROR)
+            options["intro"] = [*options.get("intro", []), f"(cannot write the log to {log_path}: {exc}; "
+                                                           "only errors are shown)"]
     logging.getLogger("deckhand.bolt").setLevel(logging.ERROR)  # "unhandled request" is answered in the chat
-    return Console(ctx, build_bolt=build_bolt, shutdown=shutdown).run()
+    try:
+        return Console(ctx, build_bolt=build_bolt, shutdown=shutdown, **options).run()
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
