@@ -86,6 +86,20 @@ def traffic_text(traffic) -> str:
     return text
 
 
+def traffic_line(traffic) -> str:
+    """One line of per-version traffic for the fleet list; the card has the full table."""
+    minutes = int(traffic.window.total_seconds() // 60)
+    if traffic.unknown:
+        return f"traffic ({minutes} min): *unknown* — {escape(traffic.unknown)}"
+    parts = []
+    for role, stats in (("stable", traffic.stable), ("canary", traffic.canary)):
+        parts.append(f"{role} {stats.rps:.2f} req/s, {_pct(stats.success)} ok, p99 {_ms(stats.p99_ms)}")
+    stable, canary = traffic.stable, traffic.canary
+    worse = ((canary.success is not None and stable.success is not None and canary.success < stable.success - 0.01)
+             or bool(canary.p99_ms and stable.p99_ms and canary.p99_ms > 1.5 * stable.p99_ms))
+    return f"traffic ({minutes} min): " + " · ".join(parts) + (" :warning: canary worse than stable" if worse else "")
+
+
 # -- one canary ------------------------------------------------------------------------------------
 def _summary_fields(canary, now: datetime) -> dict:
     return fields([
@@ -176,7 +190,10 @@ def gone_message(ref, note: str | None = None) -> dict:
 
 
 # -- the fleet -------------------------------------------------------------------------------------
-def list_message(canaries: list, errors: list[Any], now: datetime, clusters: int) -> dict:
+def list_message(canaries: list, errors: list[Any], now: datetime, clusters: int,
+                 traffic: dict[str, Any] | None = None) -> dict:
+    """`traffic`: CanaryTraffic by canary key (`ref.key`), for a line per canary; absent keys show none."""
+    traffic = traffic or {}
     title = f"Live canaries ({len(canaries)})"
     blocks = [header(title)]
     if not canaries:
@@ -190,14 +207,16 @@ def list_message(canaries: list, errors: list[Any], now: datetime, clusters: int
             f"*{escape(ref.service)}* · {_where(ref)} · canary *{canary.canary_weight}%* ({escape(canary.step_label)},"
             f" {escape(canary.phase)}) · {_backend(ref)}\n"
             f"stable {_images(canary.stable_images)} → canary {_images(canary.canary_images)}\n"
-            f"started {_started(canary, now)}"))
+            f"started {_started(canary, now)}"
+            + (f"\n{traffic_line(traffic[ref.key])}" if ref.key in traffic else "")))
     if len(shown) < len(canaries):
         blocks.append(context(f"and {len(canaries) - len(shown)} more — narrow it down with "
-                              "`/canary <service> <cluster>`"))
+                              "`/canary &lt;service&gt; &lt;cluster&gt;`"))
     if errors:
         blocks.append(context(*(f":warning: {escape(e)}" for e in errors[:9]),
                               *([f"and {len(errors) - 9} more clusters did not answer"] if len(errors) > 9 else [])))
-    blocks.append(context("Details, traffic and buttons: `/canary <service> [cluster]`."))
+    # Slack reads <…> as a link even inside backticks: placeholders are escaped.
+    blocks.append(context("Details, traffic and buttons: `/canary &lt;service&gt; [cluster]`."))
     return {"text": title, "blocks": blocks}
 
 

@@ -27,6 +27,16 @@ def clip(text: str, limit: int, suffix: str = "…") -> str:
     return text if len(text) <= limit else text[: limit - len(suffix)] + suffix
 
 
+def clip_words(text: str, limit: int, suffix: str = "…") -> str:
+    """Like clip, but cut at a word boundary (unless one word fills the whole limit)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(suffix) + 1]
+    at = cut.rfind(" ")
+    return (cut[:at] if at > limit // 2 else cut[:-1]).rstrip(" ,;:—-") + suffix
+
+
 def escape(text: Any) -> str:
     """The one escape for outside text in mrkdwn: Slack reads `<…>` as a mention, a broadcast
     (`<!channel>`) or a link, and `&…;` as an entity, so &, < and > become entities

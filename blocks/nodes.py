@@ -158,7 +158,7 @@ def _details(view: dict) -> list[dict]:
         lines = [f"`{escape(c['name'])}` ({escape(c['signer'].rsplit('/', 1)[-1])}, by `{escape(c['requestor'])}`, "
                  f"pending since {_ago(c['created_unix'])})" for c in detail["csrs"][:10]]
         out.append(section("*Pending certificate requests:*\n" + "\n".join(lines)
-                           + "\nApprove with `kubectl certificate approve <name>` once you trust the node."))
+                           + "\nApprove with `kubectl certificate approve &lt;name&gt;` once you trust the node."))
     if detail.get("reasons"):
         out.append(section("*Why not Ready:* " + ", ".join(f"{escape(k)} × {v}" for k, v in detail["reasons"].items())))
     if detail.get("nodes"):

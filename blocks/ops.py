@@ -1,7 +1,7 @@
 """Block Kit for /ops: help, audit log, savings, job runs."""
 from __future__ import annotations
 
-from blocks.common import context, cores, divider, escape, fit_message, gib, header, link, mention, section
+from blocks.common import clip_words, context, cores, divider, escape, fit_message, gib, header, link, mention, section
 
 
 def help_message(commands: list[tuple[str, list[str], str]]) -> dict:
@@ -51,10 +51,11 @@ def jobs_message(jobs: list[dict]) -> dict:
         last = job.get("last")
         if last:
             ended = (last.get("ended_at") or "running")[:16].replace("T", " ")
-            state = f"last {escape(last['outcome'])} at {escape(ended)}" + (f" — {escape(last['detail'][:120])}" if last.get("detail") else "")
+            detail = f" — {escape(clip_words(last['detail'], 160))}" if last.get("detail") else ""
+            state = f"last {escape(last['outcome'])} at {escape(ended)}{detail}"
         else:
             state = "never run"
         lines.append(f"*{escape(job['name'])}* ({escape(job['schedule'])}; next {escape(job.get('next_run') or '—')}): "
                      f"{state}")
     return {"text": "Scheduled jobs", "blocks": [header("Scheduled jobs"), section("\n".join(lines) or "No jobs."),
-                                                 context("Run one now with `/ops run <job>` (DevOps only).")]}
+                                                 context("Run one now with `/ops run &lt;job&gt;` (DevOps only).")]}

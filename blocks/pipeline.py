@@ -178,7 +178,7 @@ def list_message(entries: list[dict], team: str | None, problems: list[str] | No
     blocks.append(section("\n".join(chunk)))
     open_prs = sum(1 for e in entries if e.get("pr_number"))
     blocks.append(context(f"{len(entries)} pipelines · {open_prs} with an open pull request · "
-                          "change one with `/pipeline edit <service>`"))
+                          "change one with `/pipeline edit &lt;service&gt;`"))
     blocks += [context(escape(p)) for p in (problems or [])[:3]]
-    fitted, _ = fit_message(blocks, more="and {n} more sections — narrow it with `/pipeline list <team>`")
+    fitted, _ = fit_message(blocks, more="and {n} more sections — narrow it with `/pipeline list &lt;team&gt;`")
     return {"text": f"{escape(title)}: {len(entries)}", "blocks": fitted}

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_sdk.errors import SlackApiError
 
+from blocks.common import MAX_MESSAGE_BLOCKS
 from blocks.canary import (ABORT, PROMOTE, REFRESH, STEP, gone_message, list_message, outcome_note,
                            status_message)
 from blocks.common import escape
@@ -118,10 +120,17 @@ def register(app, ctx: Context) -> None:
         card.show(status_message(canary, canary_traffic(ctx, canary) if canary.live else None, ctx.now()))
 
 
+LIST_TRAFFIC_WORKERS = 8  # Prometheus queries in flight for one /canary list (two per live canary)
+
+
 def show_list(ctx: Context, respond) -> None:
     found = canaries.discover(ctx)
+    live = [c for c in found.canaries if c.live][:MAX_MESSAGE_BLOCKS]
+    with ThreadPoolExecutor(max_workers=LIST_TRAFFIC_WORKERS, thread_name_prefix="canary-list") as pool:
+        traffic = dict(zip([c.ref.key for c in live], pool.map(lambda c: canary_traffic(ctx, c), live)))
     respond(response_type="ephemeral",
-            **list_message(found.canaries, [str(e) for e in found.errors], ctx.now(), len(ctx.settings.clusters)))
+            **list_message(found.canaries, [str(e) for e in found.errors], ctx.now(), len(ctx.settings.clusters),
+                           traffic))
 
 
 def show_one(ctx: Context, body: dict, respond, service: str, cluster: str | None) -> None:
@@ -157,7 +166,7 @@ def _ref_of(body: dict, respond) -> tuple[CanaryRef, dict] | None:
     except ValueError:
         safe_respond(respond, response_type="ephemeral", replace_original=False,
                      text=":grey_question: This button is not from a current canary card. "
-                          "Run `/canary <service>` for a fresh one.")
+                          "Run `/canary &lt;service&gt;` for a fresh one.")
         return None
 
 

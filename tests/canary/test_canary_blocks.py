@@ -90,8 +90,18 @@ def test_card_after_promotion_has_only_refresh():
 
 
 def test_list():
+    """Traffic per version on each live canary's line (worse canary flagged; unknown says why)."""
     errors = ["prod-c: list virtualservices failed: the API server did not answer (connection refused)"]
-    check("canary_list", list_message([istio(), argo_aborted()], errors, NOW, clusters=3))
+    canaries = [istio(), argo_aborted()]
+    traffic = {canaries[0].ref.key: TRAFFIC, canaries[1].ref.key: UNKNOWN}
+    payload = list_message(canaries, errors, NOW, clusters=3, traffic=traffic)
+    check("canary_list", payload)
+    lines = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+    assert "traffic (10 min): stable 9.00 req/s, 100.0% ok, p99 120 ms · canary 1.00 req/s, 80.0% ok, p99 800 ms " \
+           ":warning: canary worse than stable" in lines[0]
+    assert "traffic (10 min): *unknown* — prod-a: Prometheus did not answer (connection refused)" in lines[1]
+    # placeholders are escaped, or Slack would read <service> as a link and show nothing
+    assert "`/canary &lt;service&gt; [cluster]`" in payload["blocks"][-1]["elements"][0]["text"]
 
 
 def test_empty_list():

@@ -102,4 +102,4 @@ def test_a_long_list_stays_within_slack_limits():
                 "pr_url": f"{PR}{i}", "pending": False} for i in range(2000)]
     payload = list_message(entries, None)
     assert validate_message_blocks(payload["blocks"]) == []
-    assert len(payload["blocks"]) == 50 and "narrow it with `/pipeline list <team>`" in json.dumps(payload["blocks"])
+    assert len(payload["blocks"]) == 50 and "narrow it with `/pipeline list &lt;team&gt;`" in json.dumps(payload["blocks"])
