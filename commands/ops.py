@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from blocks.common import escape
 from blocks.ops import audit_message, help_message, jobs_message, savings_message
 from bot.foundation.config import parse_duration
 from bot.foundation.context import Context
@@ -42,8 +43,15 @@ def register(app, ctx: Context) -> None:
                 return deny(ctx, respond, user, "ops.run", decision, target=args[1] if len(args) > 1 else None)
             if len(args) < 2:
                 return respond(response_type="ephemeral", text=usage_text(COMMAND, ["run <job>"], "Which job?"))
+            if ctx.run_job is None:
+                return respond(response_type="ephemeral", text="Jobs are not available in this process.")
+            names = [job["name"] for job in job_listing(ctx)]
+            if names and args[1] not in names:  # say so at once, before any "Running…"
+                return respond(response_type="ephemeral", text=usage_text(
+                    COMMAND, ["run <job>"], f"There is no job `{escape(args[1])}`. Jobs: "
+                                            + ", ".join(f"`{n}`" for n in names) + "."))
             respond(response_type="ephemeral", text=f":hourglass_flowing_sand: Running `{args[1]}`…")
-            outcome = ctx.run_job(args[1], user) if ctx.run_job else "no scheduler is running"
+            outcome = ctx.run_job(args[1], user)
             respond(response_type="ephemeral", text=outcome)
         else:
             respond(response_type="ephemeral", text=usage_text(COMMAND, USAGE, f"I don't know `/ops {sub}`."))

@@ -11,8 +11,9 @@ import logging
 import threading
 import time
 
-from bot.foundation.context import Context, new_error_id
+from bot.foundation.context import Context, JobFailed, new_error_id
 from jobs import audit_feed, canary_reminders, deletion_expiry, idle_scan, node_scan, node_waves, pr_poll
+from jobs.schedule import in_words
 
 log = logging.getLogger("deckhand.jobs")
 
@@ -35,10 +36,13 @@ def run_now(ctx: Context, name: str, trigger: str = "schedule") -> str:
     try:
         summary = module.run(ctx) or "done"
         outcome = "ok"
+    except JobFailed as exc:  # the job says why in words: no traceback, no error id
+        summary, outcome = str(exc), "failed"
+        log.warning("job %s failed: %s", name, summary)
     except Exception as exc:
         error_id = new_error_id()
         log.error("job %s failed (error id %s)", name, error_id, exc_info=exc)
-        summary = f"failed: {exc} (error id {error_id})"
+        summary = f"{exc or type(exc).__name__} (error id {error_id})"
         outcome = "failed"
     finally:
         lock.release()
@@ -57,14 +61,17 @@ def attach(ctx: Context, scheduler=None) -> None:
 
 
 def schedule_all(scheduler, ctx: Context) -> None:
+    planned = []
     for module in MODULES:
         trigger = module.trigger(ctx.settings)
         if trigger is None:
             continue
+        planned.append(f"{module.NAME} ({in_words(trigger)})")
         scheduler.add_job(
             run_now, trigger, args=[ctx, module.NAME], id=module.NAME, name=module.NAME,
             coalesce=True, max_instances=1, misfire_grace_time=300, replace_existing=True,
         )
+    log.info("scheduled %d jobs: %s", len(planned), ", ".join(planned))
     attach(ctx, scheduler)
 
 
@@ -75,6 +82,7 @@ def describe(ctx: Context) -> list[dict]:
         trigger = module.trigger(ctx.settings)
         job = scheduler.get_job(module.NAME) if scheduler else None
         next_run = getattr(job, "next_run_time", None) if job else None
-        out.append({"name": module.NAME, "schedule": str(trigger) if trigger else "manual only",
+        out.append({"name": module.NAME, "schedule": in_words(trigger),
                     "next_run": next_run.strftime("%Y-%m-%d %H:%M %Z") if next_run else None})
     return out
+

@@ -10,19 +10,18 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from apscheduler.triggers.cron import CronTrigger
-
 from blocks.idle import PARENT_SERVICES, THREAD_SERVICES, digest_message, outage_alert
 from bot.idle import store as idle_store
 from bot.foundation.context import Context
 from bot.idle.scan import IDLE, NO_ENDPOINTS, ClusterScan, ScannedService, scan_fleet
+from jobs.schedule import crontab
 
 NAME = "idle-scan"
 log = logging.getLogger("deckhand.jobs.idle")
 
 
 def trigger(settings):
-    return CronTrigger.from_crontab(settings.idle.schedule)
+    return crontab(settings.idle.schedule)  # crontab's weekdays, not APScheduler's (jobs/schedule.py)
 
 
 render = digest_message

@@ -19,7 +19,9 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.foundation.access import Access
 from bot.foundation.config import Secrets, Settings
+from bot.foundation import integrations
 from bot.foundation.gitops import GitOps
+from bot.foundation.integrations import IntegrationHealth
 from bot.foundation.kube import KubeGateway
 from bot.foundation.logs import redact_deep, remember_secrets
 from bot.foundation.metrics import Metrics
@@ -77,12 +79,20 @@ class Context:
     # the poller (bot/pipelines) route to them without importing another feature.
     pull_request_handlers: dict[str, tuple[str, Callable[..., Any]]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Each integration's state as last seen (logs, /metrics, /readyz details).
+    health: IntegrationHealth = field(default_factory=IntegrationHealth)
 
     def now(self) -> datetime:
         return self.clock()
 
     def audit(self, actor: str, action: str, result: str, **fields: Any) -> int:
         return self.store.audit(Audit(actor=actor, action=action, result=result, **fields))
+
+
+class JobFailed(Exception):
+    """A scheduled job could not do its work for a reason it can say in words (every cluster unreachable,
+    GitHub down). jobs.run_now records it as `failed` with this text, logged without a traceback: it is
+    the world's fault, not a bug."""
 
 
 def new_error_id() -> str:
@@ -103,22 +113,36 @@ def build_context(
             return []
         return list(slack.usergroups_users_list(usergroup=group).get("users") or [])
 
+    health = IntegrationHealth(metrics)
+
+    def kube_failed(cluster: str, status: int | str) -> None:
+        metrics.backend_errors.labels(backend="kubernetes", kind=str(status or "unreachable")).inc()
+        if integrations.serious(status):
+            health.failed(f"kubernetes {cluster}", str(status) if status else "unreachable")
+
+    def prometheus_failed(cluster: str, reason: str) -> None:
+        # The kind only (no host name) as the label value: a label must have few values.
+        metrics.backend_errors.labels(backend="prometheus", kind=reason.split(":")[0].split(" for ")[0][:40]).inc()
+        health.failed(f"prometheus {cluster}", reason)
+
+    def github_failed(status: int | str) -> None:
+        metrics.backend_errors.labels(backend="github", kind=str(status or "unreachable")).inc()
+        if integrations.serious(status):
+            health.failed("github", str(status) if status else "unreachable")
+
     kube = KubeGateway(settings.clusters, timeout=backend_timeout, protected=settings.protected_namespaces,
                        own_lease=settings.lease.name)
-    kube.on_error = lambda cluster, status: metrics.backend_errors.labels(
-        backend="kubernetes", kind=str(status or "unreachable")).inc()
+    kube.on_error, kube.on_answer = kube_failed, lambda cluster: health.ok(f"kubernetes {cluster}")
     traffic = Traffic(settings.clusters, timeout=backend_timeout, shared=settings.prometheus)
-    traffic.on_error = lambda cluster, reason: metrics.backend_errors.labels(
-        backend="prometheus", kind=reason.split(":")[0][:40]).inc()
+    traffic.on_error, traffic.on_answer = prometheus_failed, lambda cluster: health.ok(f"prometheus {cluster}")
     from bot.foundation import gitops as gitops_module
 
-    gitops_module.on_error = lambda status: metrics.backend_errors.labels(
-        backend="github", kind=str(status or "unreachable")).inc()
+    gitops_module.on_error, gitops_module.on_answer = github_failed, lambda: health.ok("github")
     gitops = (GitOps(settings.github, secrets.github_token, timeout=backend_timeout + 5,
                      seconds_between_writes=github_write_pacing) if settings.github else None)
     return Context(
         settings=settings, secrets=secrets, store=store, slack=slack, kube=kube, traffic=traffic,
         gitops=gitops, access=Access(settings, group_members if slack else None),
-        outbox=Outbox(store, slack, min_interval=outbox_interval, metrics=metrics),
-        metrics=metrics, clock=clock,
+        outbox=Outbox(store, slack, min_interval=outbox_interval, metrics=metrics, health=health),
+        metrics=metrics, clock=clock, health=health,
     )

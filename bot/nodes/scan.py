@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from bot.nodes import alerts, posting
 from bot.nodes.alerts import CLUSTER_WIDE, Finding
+from bot.foundation.context import JobFailed
 from bot.foundation.kube import CSRS, NODES, KubeError
 from bot.foundation.store import iso, parse_iso
 
@@ -84,6 +85,8 @@ def scan(ctx) -> str:
         result = evaluate(cluster, nodes, csrs, joins, now, ctx.settings.node_join, error=error, csr_error=csr_error)
         counts = alerts.sync_cluster(ctx, cluster, result.findings, lambda row, r=result: resolution(r, row))
         lines.append(_summary(result, counts))
+    if clusters and all(fetched[c][2] for c in clusters):
+        raise JobFailed("; ".join(lines) + " — no cluster answered, so no node was checked")
     return "; ".join(lines)
 
 
@@ -92,6 +95,7 @@ def fetch(ctx, cluster: str) -> tuple[list[dict], list[dict] | None, str, str]:
     try:
         nodes = ctx.kube.list(cluster, NODES)
     except KubeError as exc:
+        log.warning("node scan: %s", exc)
         return [], None, str(exc), ""
     try:
         return nodes, ctx.kube.list(cluster, CSRS), "", ""

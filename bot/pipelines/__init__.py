@@ -17,7 +17,7 @@ import logging
 from datetime import timedelta
 from typing import Any, Mapping
 
-from bot.foundation.context import Context
+from bot.foundation.context import Context, JobFailed
 from bot.foundation.gitops import GitOpsError
 from bot.pipelines.catalog import catalog
 from bot.pipelines.requests import (BUMP_BRANCH, PIPELINE_BRANCH, by_key, open_pulls, pending, pipeline_key,
@@ -186,5 +186,5 @@ def poll(ctx: Context) -> str:
     if failures:
         summary += f"; {len(failures)} failed: {failures[0]}"
         if not checked and not settled:
-            raise RuntimeError(summary)
+            raise JobFailed(summary)
     return summary
