@@ -16,6 +16,7 @@ import github
 from github import Auth, Github, GithubException, InputGitTreeElement
 from github.Repository import Repository
 
+from bot.foundation import failures
 from bot.foundation.config import GitHub as GitHubSettings
 
 
@@ -45,7 +46,16 @@ class GitOpsError(Exception):
         super().__init__(f"GitHub: {action} failed: {_explain(status, detail)}")
 
 
+NO_TOKEN = "GITHUB_TOKEN is not set"
+
+
 def _explain(status: int, detail: str) -> str:
+    if status == 0 and detail == NO_TOKEN:
+        return ("deckhand has no GITHUB_TOKEN; set it to a token that can push branches and open pull requests "
+                "on the GitOps repository, and restart")
+    if status == 0 and detail and detail != failures.TIMED_OUT:
+        return (f"GitHub could not be reached ({detail}); check github.api_url in the config and the network, "
+                "then try again")
     hints = {
         0: "GitHub did not answer in time; nothing was left half-done, try again",
         401: "deckhand's GITHUB_TOKEN was rejected (expired or revoked); ask DevOps to rotate it",
@@ -58,13 +68,20 @@ def _explain(status: int, detail: str) -> str:
     return f"{hint} ({status}{': ' + detail if detail else ''})" if status else hint
 
 
-# Set by bot.foundation.context.build_context to count failures in /metrics (backend="github", kind=<status>).
+# Set by bot.foundation.context.build_context to count failures in /metrics (backend="github", kind=<status>)
+# and to track GitHub's health (bot/foundation/integrations.py): on_error(status or failure kind), on_answer().
 on_error = None
+on_answer = None
+
+
+def _answered() -> None:
+    if on_answer is not None:
+        on_answer()
 
 
 def github_error(action: str, exc: Exception) -> GitOpsError:
     if on_error is not None:
-        on_error(exc.status if isinstance(exc, GithubException) else 0)
+        on_error(exc.status if isinstance(exc, GithubException) else failures.kind(exc))
     if isinstance(exc, GithubException):
         data = exc.data if isinstance(exc.data, dict) else {}
         detail = str(data.get("message") or "")
@@ -73,7 +90,7 @@ def github_error(action: str, exc: Exception) -> GitOpsError:
             first = errors[0]
             detail += ": " + str(first.get("message") if isinstance(first, dict) else first)
         return GitOpsError(action, exc.status or 0, detail[:300])
-    return GitOpsError(action, 0, type(exc).__name__)
+    return GitOpsError(action, 0, failures.describe(exc))
 
 
 @dataclass(frozen=True)
@@ -110,8 +127,13 @@ class GitOps:
     def repo(self) -> Repository:
         with self._lock:
             if self._repo is None:
+                if not self.token:  # fail at once and say why, not after GitHub's 401 (or a DNS error)
+                    if on_error is not None:
+                        on_error("no-token")
+                    raise GitOpsError(f"open repository {self.settings.repo}", 0, NO_TOKEN)
                 try:
                     self._repo = self.client.get_repo(self.settings.repo)
+                    _answered()
                 except Exception as exc:
                     raise github_error(f"open repository {self.settings.repo}", exc) from None
             return self._repo
@@ -122,6 +144,7 @@ class GitOps:
             branch = repo.get_branch(self.settings.base_branch)
         except Exception as exc:
             raise github_error(f"read branch {self.settings.base_branch}", exc) from None
+        _answered()
         return f"{repo.full_name}@{branch.name}"
 
     def owner(self) -> str:
@@ -187,6 +210,7 @@ class GitOps:
             pr = self.repo().get_pull(number)
         except Exception as exc:
             raise github_error(f"read pull request #{number}", exc) from None
+        _answered()
         merged = bool(pr.merged)
         return PullRequest(pr.number, pr.html_url, pr.state, merged, pr.head.ref,
                            pr.merge_commit_sha if merged else None, pr.head.sha)

@@ -9,6 +9,7 @@ cluster, what call and why, in words a person can act on.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from bot.foundation import failures, integrations
 from bot.foundation.config import Cluster
 
 
@@ -110,6 +112,8 @@ PROTECTED = "ProtectedNamespace"
 def _explain(status: int, reason: str, message: str) -> str:
     if reason == PROTECTED:
         return message
+    if reason == "Config":
+        return f"deckhand's kubeconfig is not usable: {message}"
     if status == 0:
         return f"the API server did not answer ({message})"
     hints = {
@@ -142,7 +146,8 @@ class KubeGateway:
         self.calls: Counter[str] = Counter()  # per cluster, for benchmarks and /metrics
         self._clients: dict[str, k8s.ApiClient] = {}
         self._lock = threading.Lock()
-        self.on_error = None  # optional callback(cluster, status) for metrics
+        self.on_error = None  # optional callback(cluster, status or failure kind) for metrics and health
+        self.on_answer = None  # optional callback(cluster): the API server answered (health)
 
     # -- clients -------------------------------------------------------------------------------
     def _client(self, cluster: str) -> k8s.ApiClient:
@@ -164,7 +169,8 @@ class KubeGateway:
                 else:
                     k8s_config.load_incluster_config(client_configuration=configuration)
             except (ConfigException, OSError, TypeError, ValueError) as exc:
-                raise KubeError(cluster, "load kubeconfig", 0, "Config", str(exc)) from None
+                self._failed(cluster, "kubeconfig")
+                raise KubeError(cluster, "load kubeconfig", 0, "Config", _config_problem(spec, exc)) from None
             configuration.retries = 0  # our own timeout bounds the call; urllib3 must not multiply it
             api = k8s.ApiClient(configuration)
             api.user_agent = "deckhand/1 (kubernetes-python)"  # names us in the API server's audit log
@@ -198,13 +204,18 @@ class KubeGateway:
             data = response.read()
         except k8s.ApiException as exc:
             self._failed(cluster, exc.status or 0)
+            if exc.status and not integrations.serious(exc.status):
+                self._answered(cluster)
             raise KubeError(cluster, action, exc.status or 0, exc.reason or "", _status_message(exc.body)) from None
         except Exception as exc:  # urllib3 timeouts, refused connections, DNS
-            self._failed(cluster, 0)
-            raise KubeError(cluster, action, 0, type(exc).__name__, _short(exc)) from None
+            self._failed(cluster, failures.kind(exc))
+            raise KubeError(cluster, action, 0, type(exc).__name__, failures.describe(exc)) from None
         if response.status >= 400:
             self._failed(cluster, response.status)
+            if not integrations.serious(response.status):
+                self._answered(cluster)
             raise KubeError(cluster, action, response.status, response.reason or "", _status_message(data))
+        self._answered(cluster)
         if not data:
             return None
         try:
@@ -230,9 +241,13 @@ class KubeGateway:
                         f"`{namespace}` is a protected namespace (protected_namespaces in deckhand's config); "
                         "deckhand never writes there, whoever asks")
 
-    def _failed(self, cluster: str, status: int) -> None:
+    def _failed(self, cluster: str, status: int | str) -> None:
         if self.on_error:
             self.on_error(cluster, status)
+
+    def _answered(self, cluster: str) -> None:
+        if self.on_answer:
+            self.on_answer(cluster)
 
     # -- typed helpers -------------------------------------------------------------------------
     def list(
@@ -338,13 +353,18 @@ def _status_message(body: Any) -> str:
         return str(body)[:300]
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
-        return "timed out"
-    if "refused" in text.lower():
-        return "connection refused"
-    return text[:200]
+def _config_problem(spec: Cluster, exc: Exception) -> str:
+    """What is wrong with the cluster's kubeconfig, named (the client only says "Invalid kube-config file")."""
+    text = str(exc)
+    if not (spec.kubeconfig or spec.context):
+        return f"not running in a cluster (no service account token), and neither `context:` nor `kubeconfig:` is set ({text[:120]})"
+    candidates = [spec.kubeconfig] if spec.kubeconfig else \
+        [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p] or [os.path.expanduser("~/.kube/config")]
+    if not any(os.path.exists(p) for p in candidates):
+        return f"kubeconfig file {', '.join(candidates)} not found"
+    if spec.context and ("Expected object with name" in text or "context" in text.lower()):
+        return f"context {spec.context!r} not found in {', '.join(candidates)}"
+    return text[:300]
 
 
 # -- small helpers over object dicts used across features ---------------------------------------

@@ -95,6 +95,20 @@ def setup_logging(secrets: list[str], level: str | None = None, stream=None) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
-    for noisy in ("urllib3", "waitress.queue", "apscheduler.executors.default", "github.Requester"):
+    # apscheduler.scheduler: one "Adding job tentatively" line per job at every start (jobs/ logs one line).
+    for noisy in ("urllib3", "waitress.queue", "apscheduler.executors.default", "apscheduler.scheduler",
+                  "github.Requester"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    bolt = logging.getLogger("deckhand.bolt")
+    if not any(isinstance(f, BoltTokenNotice) for f in bolt.filters):
+        bolt.addFilter(BoltTokenNotice())
     return redactor
+
+
+class BoltTokenNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself even when given a client
+    (slack_bolt/app/app.py: `token = token or os.environ.get("SLACK_BOT_TOKEN")`) and then warns that
+    the token "will be unused" — at every start, about a client made from that very token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()

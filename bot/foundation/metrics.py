@@ -26,6 +26,9 @@ class Metrics:
         self.pending_approvals = Gauge("deckhand_pending_approvals", "Deletion requests awaiting approval",
                                        registry=r)
         self.leader = Gauge("deckhand_leader", "1 when this instance holds the lease and acts", registry=r)
+        self.integration_up = Gauge("deckhand_integration_up", "1 when the integration's last call got an answer, "
+                                    "0 while it fails (bot/foundation/integrations.py)", ["integration"], registry=r)
+        self.outbox_pending = Gauge("deckhand_outbox_pending", "Slack messages waiting in the outbox", registry=r)
 
     def exposition(self) -> bytes:
         # Label values come from fixed sets, registered names and backend error kinds; an error kind is

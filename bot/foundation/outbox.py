@@ -21,6 +21,7 @@ from typing import Any, Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.foundation import failures
 from bot.foundation.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,15 @@ PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "invalid_bloc
              "cant_update_message", "invalid_arguments", "restricted_action"}
 
 SentHook = Callable[[str, str, str], None]  # (ref, channel, ts)
+STUCK_AFTER_ATTEMPTS = 3  # a message that failed this often (~7 s of backoff) means Slack or the token is wrong
 
 
 class Outbox:
     def __init__(self, store: Store, client: WebClient | None, min_interval: float = 1.0,
-                 max_attempts: int = 50, metrics=None):
+                 max_attempts: int = 50, metrics=None, health=None):
         self.store = store
+        self.health = health  # bot/foundation/integrations.py: Slack's state as the drainer sees it
+        self.stuck = False  # messages failing again and again (logged once when it starts and ends)
         self.client = client
         self.min_interval = min_interval
         self.max_attempts = max_attempts
@@ -116,6 +120,25 @@ class Outbox:
         self._hooks[ref_prefix] = hook
 
     # -- send --------------------------------------------------------------------------------
+    def check_stuck(self, after_attempts: int = STUCK_AFTER_ATTEMPTS) -> dict:
+        """Count what waits; log once when messages start failing again and again, and when they move on."""
+        row = self.store.query(
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN attempts >= ? THEN 1 ELSE 0 END) AS stuck, "
+            "MIN(CASE WHEN attempts >= ? THEN created_at END) AS oldest, "
+            "MAX(CASE WHEN attempts >= ? THEN error END) AS error FROM outbox WHERE state = 'pending'",
+            [after_attempts] * 3)[0]
+        pending, stuck = row["n"] or 0, row["stuck"] or 0
+        if self.metrics:
+            self.metrics.outbox_pending.set(pending)
+        if stuck and not self.stuck:
+            log.warning("outbox stuck: %d Slack message(s) failed %d+ times (oldest queued %s, last error: %s); "
+                        "%d waiting in all. `python app.py check` tests the Slack token.",
+                        stuck, after_attempts, row["oldest"], row["error"], pending)
+        elif not stuck and self.stuck:
+            log.info("outbox moving again: %d Slack message(s) waiting", pending)
+        self.stuck = bool(stuck)
+        return {"pending": pending, "stuck": stuck}
+
     def pending(self) -> int:
         return self.store.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
 
@@ -161,6 +184,8 @@ class Outbox:
             status = exc.response.status_code if exc.response is not None else 0
             if self.metrics:
                 self.metrics.backend_errors.labels(backend="slack", kind=error or f"http_{status}").inc()
+            if self.health is not None and error not in PERMANENT - {"invalid_auth", "account_inactive", "token_revoked"}:
+                self.health.failed("slack", error or f"HTTP {status}")
             if status == 429 or error == "ratelimited":
                 retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
                 self._last_sent[channel] = time.monotonic() + retry_after - self.min_interval
@@ -171,10 +196,15 @@ class Outbox:
                 self._retry(row, min(300, 2 ** row["attempts"]), error or f"HTTP {status}")
             return False
         except Exception as exc:  # connection errors, timeouts: Slack will be back
+            reason = failures.describe(exc)
             if self.metrics:
-                self.metrics.backend_errors.labels(backend="slack", kind=type(exc).__name__).inc()
-            self._retry(row, min(300, 2 ** row["attempts"]), type(exc).__name__)
+                self.metrics.backend_errors.labels(backend="slack", kind=failures.kind(exc)).inc()
+            if self.health is not None:
+                self.health.failed("slack", reason)
+            self._retry(row, min(300, 2 ** row["attempts"]), reason)
             return False
+        if self.health is not None:
+            self.health.ok("slack")
         ts = response.get("ts") or payload.get("ts") or ""
         with self.store.tx() as db:
             db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, ts = ?, attempts = attempts + 1 "
@@ -214,6 +244,7 @@ class Outbox:
         while not self._stop.is_set():
             try:
                 self.flush(max_seconds=10)
+                self.check_stuck()
             except Exception:
                 log.exception("outbox flush failed")
             with self._wake:

@@ -33,6 +33,7 @@ from typing import Iterable, Mapping
 from prometheus_api_client import PrometheusConnect
 from requests.adapters import Retry
 
+from bot.foundation import failures
 from bot.foundation.config import Cluster, PrometheusAccess, SharedPrometheus
 from bot.foundation.promql import ScopeError, quote, scope
 
@@ -121,16 +122,8 @@ def _endpoint(url: str, access: PrometheusAccess) -> Endpoint:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).lower()
-    if "timed out" in text or "timeout" in text:
-        return "timed out"
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text or "failed to resolve" in text:
-        return "host not found"
-    if "certificate" in text or "ssl" in text:
-        return "TLS verification failed (check ca_file)"
-    return type(exc).__name__
+    found = failures.describe(exc)  # the one classifier every gateway uses (bot/foundation/failures.py)
+    return "TLS verification failed (check ca_file)" if found == failures.TLS else found
 
 
 def promql_duration(delta: timedelta) -> str:
@@ -155,7 +148,8 @@ class Traffic:
         self.requests: Counter[str] = Counter()  # per endpoint URL: HTTP queries actually sent
         self._connections: dict[Endpoint, PrometheusConnect] = {}
         self._lock = threading.Lock()
-        self.on_error = None  # optional callback(cluster, reason) for metrics
+        self.on_error = None  # optional callback(cluster, reason) for metrics and health
+        self.on_answer = None  # optional callback(cluster): its Prometheus answered (health)
 
     # -- connections --------------------------------------------------------------------------------
     def route(self, cluster: str) -> Route:
@@ -239,6 +233,10 @@ class Traffic:
                 answers.update(self._ask(route.endpoint, [route], promql, at, timeout))
         for endpoint, members in groups.items():
             answers.update(self._ask(endpoint, members, promql, at, timeout))
+        if self.on_answer:
+            for cluster, answer in answers.items():
+                if isinstance(answer, list):
+                    self.on_answer(cluster)
         return answers
 
     def _ask(self, endpoint: Endpoint, members: list[Route], promql: str, at: datetime | None,

@@ -38,13 +38,17 @@ def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
             problems.append("config not loaded")
         if not ctx.is_leader():
             problems.append("standing by: another instance holds the lease")
+        # Integrations are details, not readiness: a pod out of its Service because GitHub is down
+        # would only stop the hooks as well (bot/foundation/integrations.py).
         body = {"status": "ready" if not problems else "not ready", "problems": problems,
-                "leader": bool(ctx.is_leader())}
+                "leader": bool(ctx.is_leader()), "integrations": ctx.health.snapshot(),
+                "outbox": {"pending": ctx.outbox.pending(), "stuck": ctx.outbox.stuck}}
         return jsonify(body), (200 if not problems else 503)
 
     @web.get("/metrics")
     def metrics():
-        return Response(ctx.metrics.exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+        # Response(mimetype=…) appends "; charset=utf-8" itself for text/*: pass the whole header once.
+        return Response(ctx.metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @web.post("/hooks/<name>")
     def hook(name: str):
