@@ -74,11 +74,11 @@ class Console:
     def __init__(self, ctx: Context, *, stdin=None, stdout=None, user: str | None = None,
                  channel: str | None = None, dispatch=None, settle_timeout: float | None = None,
                  build_bolt: Callable[..., Any] | None = None, shutdown: Callable[..., Any] | None = None,
-                 intro: list[str] | None = None, commands: dict[str, tuple[str, str, Callable[[str], str]]] | None = None,
+                 intro: list[str] | None = None, commands: dict[str, tuple[str, str, Callable[..., None]]] | None = None,
                  on_start: Callable[[], Any] | None = None):
         # app.py hands over how to build the Bolt app and how to shut down, so this adapter never
         # imports the composition root (that was the project's only import cycle). The demo adds its
-        # own console commands (name -> (usage, what it does, fn(text) -> reply)), lines to print first,
+        # own console commands (name -> (usage, what it does, fn(text, say))), lines to print first,
         # and what to do once deckhand is up (on_start).
         self.ctx = ctx
         self.build_bolt = build_bolt
@@ -214,9 +214,10 @@ class Console:
         if word in ("quit", "exit"):
             return False
         if word == "help":
-            self.say(HELP + "".join(f"\n  {usage:<19} {what}" for usage, what, _ in self.extra_commands.values()))
+            extra = "".join(f"\n  {usage:<19} {what}" for usage, what, _ in self.extra_commands.values())
+            self.say(HELP.replace("\nIn a modal:", extra + "\nIn a modal:", 1))
         elif word in self.extra_commands:
-            self.say(self.extra_commands[word][2](rest))
+            self.extra_commands[word][2](rest, self.say)
             self.settle()
         elif word == "as":
             self.on_home = False

@@ -116,30 +116,32 @@ class Demo:
         for problem in problems:
             self.notes.append(f"(demo: a node-join report was refused: {problem})")
 
-    def merge(self, hooks: dict[str, Hook], text: str) -> str:
+    def merge(self, hooks: dict[str, Hook], text: str, say: Callable[[str], None]) -> None:
         """`merge N` at the console: merge pull request N of the demo repository as a reviewer would,
         and deliver GitHub's `pull_request` webhook (signed) to deckhand's /hooks/github handler."""
         number = text.strip().lstrip("#")
         if not number.isdigit():
             open_prs = [f"#{p['number']}" for p in self.github.pulls(REPO) if p["state"] == "open"]
-            return f"Usage: merge N (open pull requests: {', '.join(open_prs) or 'none'})"
+            return say(f"Usage: merge N (open pull requests: {', '.join(open_prs) or 'none'})")
         try:
             pull = self.github.pull(REPO, int(number))
         except (KeyError, LookupError):
             pull = None
         if pull is None:
-            return f"There is no pull request #{number} in {REPO}."
+            return say(f"There is no pull request #{number} in {REPO}.")
         if pull["state"] != "open":
-            return f"Pull request #{number} is already {'merged' if pull.get('merged') else 'closed'}."
+            return say(f"Pull request #{number} is already {'merged' if pull.get('merged') else 'closed'}.")
         self.github.merge(REPO, int(number), merged_by="octocat")
+        say(f"(demo) octocat merged #{number} \"{pull['title']}\" in {REPO}; GitHub sends its webhook to deckhand.")
         body = json.dumps(pull_request_event(self.github, REPO, int(number))).encode()
         status, answer = hooks["github"](body, webhook_headers(self.secrets.github_webhook_secret or "", body))
-        outcome = answer.get("detail") or answer.get("status") or answer.get("error") or status
-        return f"octocat merged #{number} ({pull['title']}) in {REPO}; deckhand's GitHub webhook answered {status}: {outcome}"
+        if status != 200:
+            say(f"(demo) deckhand refused the webhook: {status} {answer.get('error') or answer}")
 
-    def console_commands(self, hooks: dict[str, Hook]) -> dict[str, tuple[str, Callable[[str], str]]]:
-        return {"merge": ("merge N", "merge pull request N in the demo's GitOps repo (as a reviewer)",
-                          lambda text: self.merge(hooks, text))}
+    def console_commands(self, hooks: dict[str, Hook]) -> dict[str, tuple[str, str, Callable[..., None]]]:
+        """Console commands of the demo: name -> (usage, what it does, fn(text, say))."""
+        return {"merge": ("merge N", "merge pull request N in the demo's GitOps repo (as a reviewer would)",
+                          lambda text, say: self.merge(hooks, text, say))}
 
     def intro(self) -> list[str]:
         traffic = (f"a real Prometheus at {self.prometheus.url} with a week of Istio metrics"

@@ -1,6 +1,7 @@
 """Config: the example validates; every kind of mistake names the file, the key path and the problem."""
 from datetime import timedelta
 
+from pathlib import Path
 import pytest
 import yaml
 
@@ -10,7 +11,7 @@ EXAMPLE = "deploy/deckhand.example.yaml"
 
 
 def example() -> dict:
-    return yaml.safe_load(open(EXAMPLE))
+    return yaml.safe_load(Path(EXAMPLE).read_text())
 
 
 def problems(data, name="deckhand.yaml") -> list[str]:

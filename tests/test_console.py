@@ -150,7 +150,10 @@ class ConsoleSession:
         code = self.proc.wait(timeout=60)
         with self.changed:
             self.changed.wait_for(lambda: self.done, 10)
-        return code, self.proc.stderr.read().decode()
+        stderr = self.proc.stderr.read().decode()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code, stderr
 
 
 def converse(session: ConsoleSession, commands: list, answers: dict[str, list[str]], limit: int = 200) -> None:

@@ -5,6 +5,7 @@ bug we have not handled), always a specific message.
 """
 from __future__ import annotations
 
+from pathlib import Path
 import json
 
 import yaml
@@ -65,7 +66,7 @@ def test_any_config_is_either_valid_or_a_list_of_named_problems(data):
 @settings(max_examples=100, deadline=None)
 @given(mutation=st.dictionaries(st.sampled_from(KEYS), yaml_values, min_size=1, max_size=3))
 def test_mutated_example_config_names_the_bad_key(mutation):
-    data = yaml.safe_load(open("deploy/deckhand.example.yaml"))
+    data = yaml.safe_load(Path("deploy/deckhand.example.yaml").read_text())
     data.update(mutation)
     try:
         parse_settings(data, "deckhand.yaml")

@@ -2,6 +2,7 @@
 standby takes over when the leader dies without releasing."""
 from __future__ import annotations
 
+from pathlib import Path
 import os
 import signal
 import subprocess
@@ -42,9 +43,9 @@ def poll(predicate, deadline=20.0):
 
 def test_standby_takes_over_when_the_leader_dies(tmp_path, kube_fake, slack_fake):
     config = write_config(tmp_path, kube_fake, "http://127.0.0.1:1")
-    data = yaml.safe_load(open(config))
+    data = yaml.safe_load(Path(config).read_text())
     data["lease"] = {"cluster": "prod-a", "namespace": "deckhand", "name": "deckhand", "duration": "2s"}
-    open(config, "w").write(yaml.safe_dump(data))
+    Path(config).write_text(yaml.safe_dump(data))
     first, first_url = start(tmp_path, config, slack_fake, "first")
     second = None
     try:
@@ -61,9 +62,10 @@ def test_standby_takes_over_when_the_leader_dies(tmp_path, kube_fake, slack_fake
         assert lease["spec"]["holderIdentity"] == "second" and lease["spec"]["leaseTransitions"] >= 1
     finally:
         for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=10)  # drains and closes the stdout pipe
 
 
 def test_elector_rules_with_an_injected_clock(kube_fake, tmp_path):
