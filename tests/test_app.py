@@ -167,6 +167,9 @@ def test_served_process_handles_ops_help_and_stops_cleanly_on_sigterm(tmp_path, 
             proc.kill()
     assert proc.returncode == 0, output
     assert "stopped" in output and "Traceback" not in output
+    # start-up says what it scheduled in one line, without the libraries' noise
+    assert "scheduled 6 jobs: node-scan (every 2 min)" in output and "Adding job tentatively" not in output
+    assert "will be unused" not in output
 
 
 def test_without_slack_credentials_it_says_what_is_missing(tmp_path, kube_fake, slack_fake):
@@ -176,5 +179,6 @@ def test_without_slack_credentials_it_says_what_is_missing(tmp_path, kube_fake, 
     result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60, input="")
     output = result.stdout + result.stderr
+    assert result.returncode == 2, output  # stdin is not a terminal: no console, a visible failure
     assert "SLACK_BOT_TOKEN" in output and "manifest" in output
     assert "Traceback" not in output

@@ -34,7 +34,7 @@ def write_config(tmp_path: Path, kube_fake) -> str:
 
 def console_env(tmp_path: Path, config: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GITHUB_", "DECKHAND_", "LOG_"))}
-    env.update({"DECKHAND_CONFIG": config, "DECKHAND_DB": str(tmp_path / "console.db")})
+    env.update({"DECKHAND_CONFIG": config, "DECKHAND_CONSOLE_DB": str(tmp_path / "console.db")})
     return env
 
 
@@ -94,11 +94,55 @@ def test_console_over_a_pipe_answers_through_the_real_listeners(tmp_path, kube_f
     assert "click N" in out and "as USER [GROUP…]" in out
 
 
-def test_without_slack_credentials_app_py_says_so_and_starts_the_console(tmp_path, kube_fake):
+def test_without_slack_credentials_and_no_terminal_app_py_exits_naming_them(tmp_path, kube_fake):
+    """A pod whose Secret has empty values: exit non-zero (the pod restarts visibly), never the console."""
     result = chat([], "/ops help\n", console_env(tmp_path, write_config(tmp_path, kube_fake)))
-    assert result.returncode == 0, result.stderr
-    assert "SLACK_BOT_TOKEN" in result.stderr and "console" in result.stderr
-    assert "== deckhand commands ==" in result.stdout
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "SLACK_BOT_TOKEN" in result.stderr and "SLACK_SIGNING_SECRET" in result.stderr
+    assert "deckhand commands" not in result.stdout and not (tmp_path / "console.db").exists()
+
+
+def test_without_slack_credentials_on_a_terminal_app_py_starts_the_console(tmp_path, kube_fake):
+    import pty
+
+    env = console_env(tmp_path, write_config(tmp_path, kube_fake))
+    main, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdin=terminal, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.write(main, b"/ops help\nquit\n")
+        out, err = proc.communicate(timeout=90)
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert proc.returncode == 0, out + err
+    assert "Slack credentials missing (SLACK_BOT_TOKEN" in err and "starting the terminal console" in err
+    assert "== deckhand commands ==" in out
+
+
+def test_the_console_keeps_its_own_database_and_sends_nothing_to_real_slack(tmp_path, kube_fake):
+    """Not DECKHAND_DB (the real bot's): what the console queues is sent to the console's Slack before it exits."""
+    env = console_env(tmp_path, write_config(tmp_path, kube_fake))
+    del env["DECKHAND_CONSOLE_DB"]
+    env["DECKHAND_DB"] = str(tmp_path / "production.db")
+    work = tmp_path / "work"
+    work.mkdir()
+    script = f"as {OUTSIDER}\n/ops run audit-feed\nas {DEVOPS}\n/ops run audit-feed\n/ops run node-scan\n"
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "console"], cwd=work, env=env, input=script,
+                            text=True, capture_output=True, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "production.db").exists()
+    assert sorted(p.name for p in work.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        "deckhand-console.db", "deckhand-console.log"]
+    import sqlite3
+
+    with sqlite3.connect(work / "deckhand-console.db") as db:
+        states = [row[0] for row in db.execute("SELECT state FROM outbox")]
+    db.close()
+    assert states and set(states) == {"sent"}  # the audit feed's posts went to the console, none wait
+    # log lines go to the log file, not between the replies
+    assert " WARNING " not in result.stdout and " INFO " not in result.stdout
+    assert "deckhand's log (warnings, errors): " in result.stdout
 
 
 class ConsoleSession:
