@@ -1,5 +1,6 @@
 # deckhand — two commands on a fresh machine:
-#   make run    set up a virtualenv with the pinned runtime deps and start the bot
+#   make run    set up a virtualenv with the pinned runtime deps and start the bot (on a fresh clone,
+#               with no deckhand.yaml and no Slack credentials: the demo world, `python app.py demo`)
 #   make test   set up the dev deps and system tools the tests use, then run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv

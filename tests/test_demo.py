@@ -123,7 +123,20 @@ def test_make_run_with_stdin_closed_does_not_crash(tmp_path):
 
 def test_the_demo_needs_nothing_from_pytest():
     """The fakes are a runtime library: the demo's own imports work where pytest is not importable."""
-    code = ("import sys; sys.modules['pytest'] = None; sys.modules['_pytest'] = None; "
+    code = ("import sys; sys.modules.update(dict.fromkeys(['pytest', '_pytest', 'hypothesis', 'kubernetes_validate', 'pyinstrument'])); "
             "import demo, app; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_where_the_demo_is_not_installed_app_py_demo_says_so(tmp_path):
+    """The container image carries app.py and its packages but not demo/ or tests/ (.dockerignore)."""
+    for name in ("app.py",):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    for package in ("bot", "blocks", "commands", "console", "jobs"):
+        os.symlink(ROOT / package, tmp_path / package)
+    result = subprocess.run([sys.executable, "app.py", "demo"], cwd=tmp_path, env=demo_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "demo: not available here" in result.stderr and "make run" in result.stderr
+    assert "Traceback" not in result.stderr
