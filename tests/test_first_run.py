@@ -221,3 +221,15 @@ def test_a_stuck_outbox_is_logged_once_and_its_recovery_too(bot, caplog):
     assert outbox.check_stuck() == {"pending": 0, "stuck": 0}
     assert any("outbox moving again" in r.getMessage() for r in caplog.records)
     assert bot.ctx.health.snapshot()["slack"]["status"] == "ok"
+
+
+def test_a_failure_shown_to_the_user_is_logged_as_failed_once(bot, caplog):
+    caplog.set_level(logging.WARNING, logger="deckhand.commands")
+    before = len(bot.slack.responses)
+    bot.sender.command("/pipeline", "list", user_id=DEVOPS)  # GitHub is a closed port in the harness config
+    reply = bot.slack.wait_for(lambda: [r for r in bot.slack.responses[before:] if "failed" in (r.get("text") or "")],
+                               timeout=15)[0]
+    assert "*Listing pipelines failed* — GitHub: open repository org/deploy-manifests failed: GitHub could not be " \
+           "reached (connection refused)" in reply["text"]
+    logged = [r.getMessage() for r in caplog.records if "Listing pipelines" in r.getMessage()]
+    assert logged and all("failed failed" not in m for m in logged)
