@@ -73,7 +73,8 @@ def deny(ctx: Context, respond: Callable, user: str, action: str, decision: Deci
 def fail(respond: Callable, what: str, exc: Exception, next_step: str = "Try again; if it keeps failing, ask DevOps.") -> str:
     """Show a backend failure (Kubernetes, GitHub, Prometheus) with an error id, and log it."""
     error_id = new_error_id()
-    log.warning("%s failed (error id %s): %s", what, error_id, exc)
+    what = what if what.endswith(" failed") else f"{what} failed"  # said once: never "failed failed"
+    log.warning("%s (error id %s): %s", what, error_id, exc)
     respond(response_type="ephemeral", replace_original=False, text=error_text(what, str(exc), next_step, error_id))
     return error_id
 

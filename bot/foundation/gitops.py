@@ -80,6 +80,8 @@ def _answered() -> None:
 
 
 def github_error(action: str, exc: Exception) -> GitOpsError:
+    if isinstance(exc, GitOpsError):  # already explained (and counted) where it happened
+        return exc
     if on_error is not None:
         on_error(exc.status if isinstance(exc, GithubException) else failures.kind(exc))
     if isinstance(exc, GithubException):
