@@ -193,7 +193,7 @@ def test_two_clusters_under_one_label_value_are_an_error():
 
 
 def test_the_commented_fleet_block_of_the_example_validates_when_uncommented():
-    lines = open(EXAMPLE).read().splitlines()
+    lines = Path(EXAMPLE).read_text().splitlines()
     start = lines.index("# prometheus:")
     block = ["prometheus:"] + [line[1:] for line in lines[start + 1:] if line.startswith("#   ")]
     data = example()
