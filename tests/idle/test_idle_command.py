@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from blocks.common import MAX_MESSAGE_BLOCKS
-from tests.fakes.prometheus import prometheus_down_url  # noqa: F401 - fixture
 from tests.fakes.slack import validate_message_blocks
 from tests.harness import DEVOPS, OUTSIDER, PAY_DEV
 from tests.idle.test_idle_world import CLUSTER, add_service, digest_messages, idle_bot, seed
