@@ -7,6 +7,7 @@ in tests/conftest.py):
 * ``kube_fake`` / ``kube_fake_factory(**KubeFake kwargs)``: started Kubernetes fakes, stopped at teardown;
   a test fails if an ``on_write`` hook raised.
 * ``slack_fake``: a started SlackFake.
+* ``socket_gateway``: a started Socket Mode gateway (tests/fakes/slack/socket_mode.py) on ``slack_fake``.
 * ``github_fake``: a started GitHubFake; the test fails if the fake itself crashed handling a request.
 * ``prometheus_factory(metrics, *, fresh=False) -> PrometheusServer``: servers are shared within the session
   by ``metrics.fingerprint()``, so identical datasets start Prometheus once. Do not stop a shared server;
@@ -25,7 +26,7 @@ import pytest
 from tests.fakes.github import GitHubFake
 from tests.fakes.kube import KubeFake
 from tests.fakes.prometheus import IstioMetrics, PrometheusMissing, PrometheusServer, require_binaries, unreachable_url
-from tests.fakes.slack import SlackFake
+from tests.fakes.slack import SlackFake, SocketModeGateway
 
 
 @pytest.fixture
@@ -64,6 +65,16 @@ def slack_fake():
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def socket_gateway(slack_fake):
+    """A started SocketModeGateway answering apps.connections.open on `slack_fake`, stopped after the test."""
+    gateway = SocketModeGateway(slack_fake).start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 @pytest.fixture

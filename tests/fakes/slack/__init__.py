@@ -12,7 +12,12 @@ block_actions, view_submission / view_closed and Events API envelopes to the app
 `/slack/events` endpoint, signed exactly as Slack signs them (`v0=HMAC-SHA256(secret,
 "v0:{timestamp}:{body}")` in `X-Slack-Signature`, `X-Slack-Request-Timestamp`).
 
-Fixture `slack_fake` lives in tests/fixtures.py (this package imports no pytest).
+`SocketModeGateway` (socket_mode.py) is Slack's Socket Mode side: `apps.connections.open` with the
+app token, a WebSocket server with single-use tickets, `hello`, envelopes and their acks, `disconnect`
+frames, abrupt drops (RST, FIN) and an outage switch. `SocketModeSender` sends SlackSender's payloads
+as envelopes through it.
+
+Fixtures `slack_fake` and `socket_gateway` live in tests/fixtures.py (this package imports no pytest).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from .limits import (KNOWN_BLOCK_TYPES, MAX_ACTION_ID, MAX_ACTIONS_ELEMENTS, MAX
                      MAX_VIEW_BLOCKS, MAX_VIEW_BUTTON_TEXT, MAX_VIEW_TITLE, validate_message_blocks, validate_view)
 from .sender import SlackSender, SlackSigner, normalize_state_values, slack_signature
 from .server import SlackFake
+from .socket_mode import APP_TOKEN, Ack, AckTimeout, SocketModeGateway
+from .socket_sender import AckResponse, SocketModeSender
 
 __all__ = [
     "APP_ID", "BOT_ID", "BOT_USER_ID", "BOT_USER_NAME", "JSON_FIELDS", "KNOWN_BLOCK_TYPES", "SESSION_METHODS",
@@ -34,6 +41,7 @@ __all__ = [
     "MAX_OPTION_TEXT", "MAX_OPTION_VALUE", "MAX_OPTIONS", "MAX_PRIVATE_METADATA", "MAX_SECTION_FIELD_TEXT",
     "MAX_SECTION_FIELDS", "MAX_SECTION_TEXT", "MAX_TEXT", "MAX_URL", "MAX_VIEW_BLOCKS", "MAX_VIEW_BUTTON_TEXT",
     "MAX_VIEW_TITLE",
+    "APP_TOKEN", "Ack", "AckResponse", "AckTimeout", "SocketModeGateway", "SocketModeSender",
     "Call", "Json", "SlackFake", "SlackSender", "SlackSigner", "normalize_state_values", "slack_signature",
     "validate_message_blocks", "validate_view",
 ]

@@ -94,6 +94,7 @@ class SlackFake(_WebApiMethods):
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
         self._server: Optional[ThreadingHTTPServer] = None
+        self.socket_mode = None  # a started SocketModeGateway answers apps.connections.open
         self._thread: Optional[threading.Thread] = None
         self.url = ""
 
@@ -410,6 +411,10 @@ class SlackFake(_WebApiMethods):
         return status, out_headers, json.dumps(body).encode("utf-8")
 
     def _answer(self, call: Call, json_error: Optional[str]):
+        if call.method == "apps.connections.open" and self.socket_mode is not None:
+            # the app-level token (xapp-), not a bot token: the gateway checks it (socket_mode.py)
+            status, body = self.socket_mode.connections_open(call.token)
+            return status, {}, body
         handler = getattr(self, "_m_" + call.method.replace(".", "_"), None) if call.method else None
         if handler is None:
             return 200, {}, {"ok": False, "error": "unknown_method", "req_method": call.method}
