@@ -100,7 +100,7 @@ def build_bolt(ctx: Context, workers: int = 8) -> App:
     ctx.extras["listener_executor"] = executor
     bolt = DeckhandApp(
         ctx,
-        signing_secret=ctx.secrets.slack_signing_secret or "unused-in-socket-mode",
+        signing_secret=ctx.secrets.slack_signing_secret,  # None in Socket Mode: no /slack/events exists
         client=ctx.slack,
         token_verification_enabled=False,  # `check` and startup report auth problems clearly instead
         listener_executor=executor,
@@ -183,53 +183,80 @@ def shutdown(ctx: Context, scheduler: BackgroundScheduler | None, grace: float =
     log.info("stopped")
 
 
+def socket_mode_listener(bolt: App):
+    """What Bolt's SocketModeHandler does per envelope: dispatch, then ack with the response's body."""
+    from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+
+    def listen(client, req) -> None:
+        started = time.time()
+        send_response(client, req, run_bolt_app(bolt, req), started)
+
+    return listen
+
+
 def serve(ctx: Context) -> int:
-    from waitress import create_server
+    """Serve hooks on PORT and probes on HEALTH_PORT at once; Slack comes over HTTP (`/slack/events`,
+    signed) or, with SLACK_APP_TOKEN, over a Socket Mode link that the leader opens in the background."""
+    from bot.foundation.leader import start_leader_election
+    from bot.foundation.serving import create_listeners
+    from bot.foundation.socket_mode import SocketModeLink
+    from bot.foundation.web import create_health_web, create_web
 
     secrets = ctx.secrets
+    socket_mode = bool(secrets.slack_app_token)
+    if not socket_mode and not secrets.slack_signing_secret:
+        # Without it nothing could tell Slack's requests from anyone's (main() says so before this).
+        raise SystemExit("SLACK_SIGNING_SECRET is not set: HTTP mode cannot verify Slack's requests")
     bolt = build_bolt(ctx)
     warm = threading.Thread(target=warm_authorization, args=(bolt, ctx), name="auth-test", daemon=True)
     warm.start()
     warm.join(timeout=5)  # serve without it if Slack is slow or down; the first request then pays for it
-    web = build_web(ctx, bolt)
-    host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "3000"))
-    server = create_server(web, host=host, port=port, threads=int(os.environ.get("HTTP_THREADS", "8")),
-                           ident="deckhand", channel_timeout=30, clear_untrusted_proxy_headers=True)
-    socket_handler = None
-    if secrets.slack_app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        socket_handler = SocketModeHandler(bolt, secrets.slack_app_token)
-        socket_handler.connect()
-        log.info("Socket Mode connected; hooks, health and metrics on http://%s:%s", host, port)
+    link = None
+    if socket_mode:
+        link = SocketModeLink(secrets.slack_app_token, ctx.slack, socket_mode_listener(bolt), ctx.metrics).start()
+        web = create_web(ctx, hooks(ctx))  # no /slack/events: the socket is Slack's only way in
     else:
-        log.info("serving Slack events on http://%s:%s/slack/events", host, port)
+        web = build_web(ctx, bolt)
+    health_web = create_health_web(ctx, [link.problem] if link else [])
+    host = os.environ.get("HOST", "0.0.0.0")
+    port, health_port = int(os.environ.get("PORT", "3000")), int(os.environ.get("HEALTH_PORT", "8081"))
+    listeners = create_listeners(web, health_web, host=host, port=port, health_port=health_port,
+                                 threads=int(os.environ.get("HTTP_THREADS", "8")))
+    if link:
+        log.info("Socket Mode: hooks on http://%s:%s, health and metrics on port %s", host, port, health_port)
+    else:
+        log.info("serving Slack events on http://%s:%s/slack/events, health and metrics on port %s",
+                 host, port, health_port)
 
-    from bot.foundation.leader import start_leader_election
-
-    elector = start_leader_election(ctx)
+    elector = start_leader_election(ctx, on_leading=link.want if link else None)
     scheduler = start_background(ctx)
     stopping = threading.Event()
+    closing_socket: list[threading.Thread] = []
 
     def on_signal(signum, _frame):
         if not stopping.is_set():
             stopping.set()
             log.info("received %s", signal.Signals(signum).name)
-            server.close()  # stop accepting; waitress finishes the requests it has
+            if link is not None:  # first, so Slack stops sending here; it waits, so not on this thread
+                closing_socket.append(threading.Thread(target=link.stop, name="socket-mode-close"))
+                closing_socket[0].start()
+            listeners.close_main()  # stop accepting; waitress finishes the requests it has
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        server.run()
+        listeners.serve()
     except (OSError, ValueError) as exc:
         if not stopping.is_set():
             log.error("HTTP server stopped: %s", exc)
     finally:
-        if socket_handler is not None:
-            socket_handler.close()
+        if link is not None:
+            for thread in closing_socket:
+                thread.join()
+            link.stop()
         if elector is not None:
             elector.stop()
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+        listeners.close()
         shutdown(ctx, scheduler)
     return 0
 
@@ -282,6 +309,11 @@ def main(argv: list[str]) -> int:
         return 2
     secrets = Secrets.from_env()
     setup_logging(secrets.values())
+    if command == "serve" and secrets.slack_bot_token and not secrets.slack_app_token \
+            and not secrets.slack_signing_secret:
+        print("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every Slack request with it "
+              "(or set SLACK_APP_TOKEN for Socket Mode)", file=sys.stderr)
+        return 2
     config_path = os.environ.get("DECKHAND_CONFIG", "./deckhand.yaml")
     if command == "demo" or (command == "serve" and "DECKHAND_CONFIG" not in os.environ
                              and not os.path.exists(config_path) and missing_slack(secrets)):

@@ -103,11 +103,20 @@ class Bot:
     kube: dict[str, Any]  # cluster name -> Kubernetes fake
     github: Any
     server: Any = None
+    health_url: str = ""  # HEALTH_PORT: /healthz, /readyz, /metrics
+    transport: str = "http"  # or "socket": Slack's payloads arrive as Socket Mode envelopes
     thread: threading.Thread | None = None
     bolt: Any = None
     extra: dict = field(default_factory=dict)
 
     def stop(self) -> None:
+        link = self.extra.pop("socket_mode_link", None)
+        if link is not None:
+            link.stop()
+        health = self.extra.pop("health_server", None)
+        if health is not None:
+            health.shutdown()
+            health.server_close()
         if self.server is not None:
             self.server.shutdown()  # returns once serve_forever has left its loop: no EBADF race
             self.server.server_close()
@@ -133,10 +142,13 @@ class Bot:
 
 def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometheus: dict[str, str] | None = None,
               github_fake=None, config: dict | None = None, clock: FakeClock | None = None,
-              serve: bool = True, db_path: str | None = None, cluster_config: dict[str, dict] | None = None) -> Bot:
+              serve: bool = True, db_path: str | None = None, cluster_config: dict[str, dict] | None = None,
+              socket_gateway=None) -> Bot:
     """`prometheus`: cluster -> its own prometheus_url. A cluster not in it gets a closed URL, unless
     `config` has a top-level `prometheus:` (the shared endpoint), which then serves it.
-    `cluster_config`: cluster -> extra keys for its clusters[] entry (cluster_label_value, headers...)."""
+    `cluster_config`: cluster -> extra keys for its clusters[] entry (cluster_label_value, headers...).
+    `socket_gateway` (a started SocketModeGateway): serve Slack over Socket Mode through it instead of
+    `/slack/events`, which then does not exist; `bot.sender` sends envelopes, acks read like responses."""
     from tests.fakes.kube import write_kubeconfig
     from tests.fakes.slack import SlackSender
 
@@ -160,7 +172,8 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
     cfg = deep_merge(cfg, config or {})
     settings = parse_settings(cfg, "test.yaml")
     secrets = Secrets(
-        slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET, slack_app_token=None,
+        slack_bot_token=BOT_TOKEN, slack_signing_secret=None if socket_gateway else SIGNING_SECRET,
+        slack_app_token=socket_gateway.app_token if socket_gateway else None,
         slack_api_url=slack_fake.api_url, github_token=GITHUB_TOKEN, hook_secret=HOOK_SECRET,
         github_webhook_secret=WEBHOOK_SECRET,
     )
@@ -169,10 +182,23 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
                         outbox_interval=0.0, github_write_pacing=None, backend_timeout=3.0)
     jobs.attach(ctx)
     bolt = app_module.build_bolt(ctx, workers=8)
-    web = app_module.build_web(ctx, bolt)
+    link = None
+    if socket_gateway is not None:
+        from bot.foundation.socket_mode import SocketModeLink
+        from bot.foundation.web import create_web
+
+        link = SocketModeLink(socket_gateway.app_token, ctx.slack, app_module.socket_mode_listener(bolt),
+                              ctx.metrics)
+        web = create_web(ctx, app_module.hooks(ctx))
+    else:
+        web = app_module.build_web(ctx, bolt)
+    from bot.foundation.web import create_health_web
+
+    health_web = create_health_web(ctx, [link.problem] if link else [])
     bot = Bot(ctx=ctx, url="", sender=None, slack=slack_fake, clock=clock, config=cfg, kube=kube_fakes,
-              github=github_fake, bolt=bolt)
+              github=github_fake, bolt=bolt, transport="socket" if link else "http")
     bot.extra["web"] = web
+    bot.extra["health_web"] = health_web
     if serve:
         # In-process tests use werkzeug's threaded server because it stops cleanly from another
         # thread; the production server (waitress) is exercised by the tests that run app.py.
@@ -187,15 +213,34 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         bot.server, bot.thread, bot.url = server, thread, f"http://127.0.0.1:{port}"
-        bot.sender = SlackSender(bot.url, SIGNING_SECRET, slack_fake)
+        health = make_server("127.0.0.1", 0, health_web, threaded=True)
+        threading.Thread(target=health.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        bot.extra["health_server"], bot.health_url = health, f"http://127.0.0.1:{health.server_port}"
+        if link is not None:
+            from tests.fakes.slack import SocketModeSender
+
+            bot.extra["socket_mode_link"] = link.start()
+            link.want(True)
+            socket_gateway.wait_for_connections(1)
+            bot.sender = SocketModeSender(socket_gateway, slack_fake)
+        else:
+            bot.sender = SlackSender(bot.url, SIGNING_SECRET, slack_fake)
     return bot
 
 
 @pytest.fixture
 def bot_factory(tmp_path, slack_fake, kube_fake_factory):
+    """`bot_factory(..., transport="socket")` serves Slack over Socket Mode (a gateway on slack_fake)."""
     started: list[Bot] = []
+    gateways: list[Any] = []
 
-    def make(clusters: list[str] | tuple[str, ...] = ("prod-a",), **kwargs: Any) -> Bot:
+    def make(clusters: list[str] | tuple[str, ...] = ("prod-a",), transport: str = "http", **kwargs: Any) -> Bot:
+        if transport == "socket":
+            from tests.fakes.slack import SocketModeGateway
+
+            if not gateways:
+                gateways.append(SocketModeGateway(slack_fake).start())
+            kwargs["socket_gateway"] = gateways[0]
         fakes = kwargs.pop("kube_fakes", None) or {name: kube_fake_factory() for name in clusters}
         directory = tmp_path / f"bot{len(started)}"
         directory.mkdir()
@@ -206,6 +251,8 @@ def bot_factory(tmp_path, slack_fake, kube_fake_factory):
     yield make
     for bot in started:
         bot.stop()
+    for gateway in gateways:
+        gateway.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """deckhand as a real OS process for tests that must kill it: `python app.py` serving HTTP on a free
 loopback port, configured against the in-test fakes, logging to a file. No tests here.
 
-    proc = bot_process(config, db)          # started, /readyz answered 200
+    proc = bot_process(config, db)          # started, /readyz (HEALTH_PORT) answered 200
     proc.sender.command("/ops", "help")     # signed Slack requests to its real endpoint
     proc.kill()                             # SIGKILL: no shutdown code runs
 """
@@ -55,32 +55,71 @@ def write_config(directory: Path, kube_fakes: dict, *, github_url: str | None = 
 
 
 class BotProcess:
-    def __init__(self, config: str, db: str, slack_fake, log: Path):
+    """`socket_gateway`: Socket Mode through that gateway (SLACK_APP_TOKEN set, no signing secret), and
+    `sender` sends envelopes. `env` adds or overrides variables (a None value removes one)."""
+
+    def __init__(self, config: str, db: str, slack_fake, log: Path, *, socket_gateway=None,
+                 env: dict | None = None):
         self.config, self.db, self.slack, self.log_path = config, db, slack_fake, log
-        self.port = free_port()
+        self.port, self.health_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.sender = SlackSender(self.url, SIGNING_SECRET, slack_fake)
+        self.health_url = f"http://127.0.0.1:{self.health_port}"
+        self.gateway = socket_gateway
+        self.extra_env = env or {}
+        if socket_gateway is not None:
+            from tests.fakes.slack import SocketModeSender
+
+            self.sender = SocketModeSender(socket_gateway, slack_fake)
+        else:
+            self.sender = SlackSender(self.url, SIGNING_SECRET, slack_fake)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, deadline: float = 30.0) -> "BotProcess":
+    def start(self, deadline: float = 30.0, wait: str = "ready") -> "BotProcess":
+        """Start and wait until /readyz answers 200 (`wait="ready"`) or /healthz answers (`wait="live"`)."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SLACK_", "GITHUB_", "DECKHAND_", "KUBERNETES_"))}
         env.update({"DECKHAND_CONFIG": self.config, "DECKHAND_DB": self.db, "SLACK_API_URL": self.slack.api_url,
                     "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                    "GITHUB_TOKEN": GITHUB_TOKEN, "HOST": "127.0.0.1", "PORT": str(self.port)})
+                    "GITHUB_TOKEN": GITHUB_TOKEN, "HOST": "127.0.0.1", "PORT": str(self.port),
+                    "HEALTH_PORT": str(self.health_port)})
+        if self.gateway is not None:
+            env["SLACK_APP_TOKEN"] = self.gateway.app_token
+            del env["SLACK_SIGNING_SECRET"]
+        for key, value in self.extra_env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
                                          stderr=subprocess.STDOUT)
-        wait_until(self._ready, f"deckhand on port {self.port} to be ready", deadline)
+        probe = self._ready if wait == "ready" else self._live
+        wait_until(probe, f"deckhand on port {self.health_port} to be {wait}", deadline)
         return self
 
-    def _ready(self) -> bool:
+    def _alive(self) -> None:
         if self.proc.poll() is not None:
             raise AssertionError(f"deckhand exited with {self.proc.returncode}:\n{self.output()}")
+
+    def _ready(self) -> bool:
+        self._alive()
         try:
-            return requests.get(self.url + "/readyz", timeout=1).status_code == 200
+            return requests.get(self.health_url + "/readyz", timeout=1).status_code == 200
         except requests.RequestException:
             return False
+
+    def _live(self) -> bool:
+        self._alive()
+        try:
+            return requests.get(self.health_url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def readyz(self) -> requests.Response:
+        return requests.get(self.health_url + "/readyz", timeout=5)
+
+    def metrics(self) -> str:
+        return requests.get(self.health_url + "/metrics", timeout=5).text
 
     def kill(self) -> None:
         """SIGKILL: no signal handler, no finally block, no clean close of the database."""
@@ -107,10 +146,10 @@ def bot_process(tmp_path, slack_fake):
     teardown, and their logs are printed (pytest shows them when the test failed)."""
     started: list[BotProcess] = []
 
-    def start(config: str, db: str) -> BotProcess:
-        proc = BotProcess(config, db, slack_fake, tmp_path / f"deckhand-{len(started)}.log")
+    def start(config: str, db: str, *, wait: str = "ready", **kwargs: Any) -> BotProcess:
+        proc = BotProcess(config, db, slack_fake, tmp_path / f"deckhand-{len(started)}.log", **kwargs)
         started.append(proc)
-        return proc.start()
+        return proc.start(wait=wait)
 
     yield start
     for proc in started:

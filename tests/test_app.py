@@ -79,12 +79,12 @@ def test_ops_run_is_devops_only_and_denial_is_audited(bot):
 
 
 def test_health_ready_and_metrics(bot):
-    assert requests.get(bot.url + "/healthz").json() == {"status": "ok"}
-    ready = requests.get(bot.url + "/readyz")
+    assert requests.get(bot.health_url + "/healthz").json() == {"status": "ok"}
+    ready = requests.get(bot.health_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     bot.sender.command("/ops", "help")
     bot.slack.wait_for(lambda: bot.slack.responses)
-    metrics = requests.get(bot.url + "/metrics").text
+    metrics = requests.get(bot.health_url + "/metrics").text
     assert 'deckhand_requests_total{kind="command",name="/ops help",outcome="ok"} 1.0' in metrics
 
 
@@ -152,12 +152,12 @@ def test_served_process_handles_ops_help_and_stops_cleanly_on_sigterm(tmp_path, 
 
     config = write_config(tmp_path, kube_fake, closed_url())
     env = base_env(tmp_path, config, slack_fake)
-    port = free_port()
-    env.update({"HOST": "127.0.0.1", "PORT": str(port)})
+    port, health_port = free_port(), free_port()
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "HEALTH_PORT": str(health_port)})
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        assert wait_http(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+        assert wait_http(f"http://127.0.0.1:{health_port}/healthz").json() == {"status": "ok"}
         sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack_fake)
         assert sender.command("/ops", "help").status_code == 200
         assert "deckhand commands" in slack_fake.wait_for(lambda: slack_fake.responses, timeout=15)[0]["text"]

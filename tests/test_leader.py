@@ -21,11 +21,12 @@ from tests.test_app import ROOT, base_env, write_config
 
 def start(tmp_path, config, slack_fake, name):
     env = base_env(tmp_path, config, slack_fake)
-    port = free_port()
-    env.update({"HOST": "127.0.0.1", "PORT": str(port), "POD_NAME": name, "DECKHAND_DB": str(tmp_path / f"{name}.db")})
+    port, health_port = free_port(), free_port()
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "HEALTH_PORT": str(health_port), "POD_NAME": name,
+                "DECKHAND_DB": str(tmp_path / f"{name}.db")})
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    return proc, f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{health_port}"  # probes and metrics
 
 
 def ready(url):

@@ -93,6 +93,6 @@ def test_backend_failures_are_counted_by_kind_in_metrics(bot):
     from github import GithubException
 
     assert isinstance(github_error("open the pull request", GithubException(502, {"message": "bad gateway"})), GitOpsError)
-    metrics = requests.get(bot.url + "/metrics").text
+    metrics = requests.get(bot.health_url + "/metrics").text
     assert 'deckhand_backend_errors_total{backend="slack",kind="channel_not_found"} 1.0' in metrics
     assert 'deckhand_backend_errors_total{backend="github",kind="502"} 1.0' in metrics

@@ -71,6 +71,10 @@ class LeaderElector:
             return self._won(now)
         except KubeError as exc:
             log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+            if self._renewed_at is not None and not self.is_leader():
+                # Not renewed for a whole duration: another instance may hold it now. Say so, so
+                # what only the leader may hold (the Socket Mode connection) is let go.
+                return self._lost(f"could not renew for {self.duration.total_seconds():.0f}s")
             return self.is_leader()
 
     def _won(self, now: datetime) -> bool:
@@ -121,7 +125,9 @@ class LeaderElector:
         self.release()
 
 
-def start_leader_election(ctx: Context) -> LeaderElector | None:
+def start_leader_election(ctx: Context, on_leading=None) -> LeaderElector | None:
+    """Elect, or act alone outside Kubernetes. `on_leading(True/False)` is told when this instance
+    starts or stops leading (at once with True when there is nothing to elect)."""
     lease = ctx.settings.lease
     cluster = lease.cluster
     namespace = lease.namespace
@@ -129,6 +135,8 @@ def start_leader_election(ctx: Context) -> LeaderElector | None:
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
             ctx.metrics.leader.set(1)
             ctx.store.drop_foreign_locks()
+            if on_leading:
+                on_leading(True)
             return None  # outside Kubernetes: a single local instance always acts
         cluster = "in-cluster"
         from bot.foundation.config import Cluster
@@ -144,6 +152,8 @@ def start_leader_election(ctx: Context) -> LeaderElector | None:
         ctx.metrics.leader.set(1 if leading else 0)
         if leading:
             ctx.store.drop_foreign_locks()
+        if on_leading:
+            on_leading(leading)
 
     elector = LeaderElector(ctx.kube, cluster, namespace, lease.name, lease.duration,
                             identity=os.environ.get("POD_NAME"), on_change=on_change)

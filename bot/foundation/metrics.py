@@ -29,6 +29,13 @@ class Metrics:
         self.integration_up = Gauge("deckhand_integration_up", "1 when the integration's last call got an answer, "
                                     "0 while it fails (bot/foundation/integrations.py)", ["integration"], registry=r)
         self.outbox_pending = Gauge("deckhand_outbox_pending", "Slack messages waiting in the outbox", registry=r)
+        self.socket_mode_connected = Gauge("deckhand_socket_mode_connected",
+                                           "1 while the Socket Mode WebSocket to Slack is open", registry=r)
+        # reason: refresh_requested / warning / link_disabled (Slack asked), dropped (no close frame), other
+        self.socket_mode_reconnects = Counter("deckhand_socket_mode_reconnects_total",
+                                              "Socket Mode connections replaced, by why", ["reason"], registry=r)
+        self.socket_mode_connect_failures = Counter("deckhand_socket_mode_connect_failures_total",
+                                                    "Failed attempts to open a Socket Mode connection", registry=r)
 
     def exposition(self) -> bytes:
         # Label values come from fixed sets, registered names and backend error kinds; an error kind is

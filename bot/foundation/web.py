@@ -1,13 +1,16 @@
-"""HTTP routes that are not Slack: hooks, health, metrics.
+"""HTTP routes that are not Slack: hooks on PORT (`create_web`), probes and metrics on HEALTH_PORT
+(`create_health_web`).
 
-`/slack/events` is added by app.py (the only module that knows Bolt). Hooks are plain
+`/slack/events` is added by app.py (the only module that knows Bolt), in HTTP mode only. Hooks are plain
 callables `(body: bytes, headers) -> (status, json)` supplied by the features, so each hook
-does its own authentication (HMAC) over the raw body before anything is parsed.
+does its own authentication (HMAC) over the raw body before anything is parsed. Health, readiness
+and metrics live on their own listener (bot/foundation/serving.py) so that clients holding PORT's
+connections cannot starve the kubelet's probes.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping, Optional
 
 from flask import Flask, Response, jsonify, request
 
@@ -24,31 +27,6 @@ def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
     web = Flask("deckhand")
     web.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     refusals = {name: RejectionLog(f"/hooks/{name}") for name in hooks}
-
-    @web.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
-    @web.get("/readyz")
-    def readyz():
-        problems = []
-        if not ctx.store.writable():
-            problems.append("database is not writable")
-        if ctx.settings is None:
-            problems.append("config not loaded")
-        if not ctx.is_leader():
-            problems.append("standing by: another instance holds the lease")
-        # Integrations are details, not readiness: a pod out of its Service because GitHub is down
-        # would only stop the hooks as well (bot/foundation/integrations.py).
-        body = {"status": "ready" if not problems else "not ready", "problems": problems,
-                "leader": bool(ctx.is_leader()), "integrations": ctx.health.snapshot(),
-                "outbox": {"pending": ctx.outbox.pending(), "stuck": ctx.outbox.stuck}}
-        return jsonify(body), (200 if not problems else 503)
-
-    @web.get("/metrics")
-    def metrics():
-        # Response(mimetype=…) appends "; charset=utf-8" itself for text/*: pass the whole header once.
-        return Response(ctx.metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @web.post("/hooks/<name>")
     def hook(name: str):
@@ -77,6 +55,47 @@ def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
     @web.errorhandler(405)
     def wrong_method(_exc):
         return jsonify(error="method not allowed"), 405
+
+    @web.errorhandler(404)
+    def not_found(_exc):
+        return jsonify(error="not found"), 404
+
+    return web
+
+
+def create_health_web(ctx: Context, checks: Iterable[Callable[[], Optional[str]]] = ()) -> Flask:
+    """HEALTH_PORT: `/healthz` (the process answers), `/readyz` (it should get traffic: database
+    writable, this instance the leader, and each of `checks`, which return a problem or None) and
+    `/metrics`."""
+    web = Flask("deckhand-health")
+    checks = list(checks)
+
+    @web.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @web.get("/readyz")
+    def readyz():
+        problems = []
+        if not ctx.store.writable():
+            problems.append("database is not writable")
+        if ctx.settings is None:
+            problems.append("config not loaded")
+        if not ctx.is_leader():
+            problems.append("standing by: another instance holds the lease")
+        problems.extend(problem for problem in (check() for check in checks) if problem)
+        # Integrations are details, not readiness: a pod out of its Service because GitHub is down
+        # would only stop the hooks as well (bot/foundation/integrations.py). Slack in Socket Mode is a
+        # check above: without its connection this instance serves nobody.
+        body = {"status": "ready" if not problems else "not ready", "problems": problems,
+                "leader": bool(ctx.is_leader()), "integrations": ctx.health.snapshot(),
+                "outbox": {"pending": ctx.outbox.pending(), "stuck": ctx.outbox.stuck}}
+        return jsonify(body), (200 if not problems else 503)
+
+    @web.get("/metrics")
+    def metrics():
+        # Response(mimetype=…) appends "; charset=utf-8" itself for text/*: pass the whole header once.
+        return Response(ctx.metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @web.errorhandler(404)
     def not_found(_exc):

@@ -37,7 +37,7 @@ def test_a_failed_report_is_stored_and_alerted_at_once(bot):
     assert "```" in text and "couldn't validate the identity of the API Server" in text  # log tail in a code block
     assert "Failing since" in text and "exit code 1" in text
     assert [i["reason"] for i in open_incidents(bot)] == ["join-failed"]
-    metrics = requests.get(bot.url + "/metrics").text
+    metrics = requests.get(bot.health_url + "/metrics").text
     assert 'deckhand_alerts_total{event="posted",kind="node"} 1.0' in metrics
     assert "deckhand_open_incidents 1.0" in metrics
 
@@ -80,7 +80,7 @@ def test_a_later_ok_resolves_the_message_in_place_with_a_thread_reply(bot):
     [reply] = message["replies"]
     assert "resolved after *7m*" in reply["text"] + json.dumps(reply.get("blocks"))
     assert open_incidents(bot) == []
-    assert 'deckhand_alerts_total{event="resolved",kind="node"} 1.0' in requests.get(bot.url + "/metrics").text
+    assert 'deckhand_alerts_total{event="resolved",kind="node"} 1.0' in requests.get(bot.health_url + "/metrics").text
 
 
 def test_an_ok_for_an_earlier_phase_does_not_resolve_a_later_failure(bot):

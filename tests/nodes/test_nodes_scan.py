@@ -178,7 +178,7 @@ def test_resolve_in_place_when_the_node_becomes_ready(bot):
     assert len(bot.slack.calls_to("chat.postMessage")) == 2  # the alert and the thread reply, nothing else
     scan(bot)
     assert len(bot.slack.calls_to("chat.postMessage")) == 2
-    metrics = requests.get(bot.url + "/metrics").text
+    metrics = requests.get(bot.health_url + "/metrics").text
     assert 'deckhand_alerts_total{event="resolved",kind="node"} 1.0' in metrics
     assert 'deckhand_alerts_total{event="updated",kind="node"}' in metrics
     assert "deckhand_open_incidents 0.0" in metrics
@@ -283,7 +283,7 @@ def test_a_restart_does_not_repost_open_incidents(bot_factory, tmp_path):
     first.stop()
 
     second = bot_factory(db_path=db_path, kube_fakes=first.kube, clock=first.clock)
-    assert "deckhand_open_incidents 2.0" in requests.get(second.url + "/metrics").text
+    assert "deckhand_open_incidents 2.0" in requests.get(second.health_url + "/metrics").text
     second.clock.advance(minutes=5)
     scan(second)
     assert len(second.slack.calls_to("chat.postMessage")) == 2  # nothing posted again
