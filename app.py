@@ -213,7 +213,8 @@ def serve(ctx: Context) -> int:
     warm.join(timeout=5)  # serve without it if Slack is slow or down; the first request then pays for it
     link = None
     if socket_mode:
-        link = SocketModeLink(secrets.slack_app_token, ctx.slack, socket_mode_listener(bolt), ctx.metrics).start()
+        link = SocketModeLink(secrets.slack_app_token, secrets.slack_api_url, socket_mode_listener(bolt),
+                              ctx.metrics).start()
         web = create_web(ctx, hooks(ctx))  # no /slack/events: the socket is Slack's only way in
     else:
         web = build_web(ctx, bolt)

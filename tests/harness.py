@@ -187,7 +187,7 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
         from bot.foundation.socket_mode import SocketModeLink
         from bot.foundation.web import create_web
 
-        link = SocketModeLink(socket_gateway.app_token, ctx.slack, app_module.socket_mode_listener(bolt),
+        link = SocketModeLink(socket_gateway.app_token, slack_fake.api_url, app_module.socket_mode_listener(bolt),
                               ctx.metrics)
         web = create_web(ctx, app_module.hooks(ctx))
     else:

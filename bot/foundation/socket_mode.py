@@ -65,11 +65,15 @@ class _LinkClient(SocketModeClient):
 
 
 class SocketModeLink:
-    def __init__(self, app_token: str, web_client: WebClient, listener: Listener, metrics, *,
+    def __init__(self, app_token: str, api_url: str | None, listener: Listener, metrics, *,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0, hello_timeout: float = 10.0,
                  backoff_base: float = 1.0, backoff_cap: float = 30.0, concurrency: int = 10,
                  rng: Callable[[], float] = random.random):
-        self.app_token, self.web_client, self.listener, self.metrics = app_token, web_client, listener, metrics
+        self.app_token, self.listener, self.metrics = app_token, listener, metrics
+        # Its own client without retry handlers: this link's backoff is the retry, and each failure is
+        # logged once here (the bot's client retries 5xx twice, logging each).
+        kwargs = {"base_url": api_url if api_url.endswith("/") else api_url + "/"} if api_url else {}
+        self.web_client = WebClient(timeout=10, retry_handlers=[], **kwargs)
         self.ping_interval, self.ping_timeout, self.hello_timeout = ping_interval, ping_timeout, hello_timeout
         self.backoff_base, self.backoff_cap, self.concurrency, self.rng = backoff_base, backoff_cap, concurrency, rng
         self._cond = threading.Condition()
