@@ -1,0 +1,80 @@
+"""The two listeners of `python app.py`: what exists on PORT and HEALTH_PORT in each mode, the limits on
+PORT, and refusing to serve HTTP mode without a signing secret. Real processes, real sockets."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import requests
+
+from tests.harness import BOT_TOKEN
+from tests.processes import ROOT, bot_process, wait_until, write_config  # noqa: F401
+
+
+def test_http_mode_without_a_signing_secret_refuses_to_start(tmp_path, kube_fake, slack_fake):
+    config = write_config(tmp_path, {"prod-a": kube_fake})
+    env = {"PATH": "/usr/bin:/bin", "DECKHAND_CONFIG": config, "DECKHAND_DB": str(tmp_path / "d.db"),
+           "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack_fake.api_url, "HOST": "127.0.0.1",
+           "PORT": "1", "SLACK_SIGNING_SECRET": ""}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, input="")
+    assert result.returncode != 0
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("SLACK_SIGNING_SECRET is not set"), lines
+    assert not (tmp_path / "d.db").exists()  # nothing was started
+
+
+def test_socket_mode_has_no_slack_events_route_and_no_fallback_secret(tmp_path, kube_fake, slack_fake,
+                                                                      socket_gateway, bot_process):
+    proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}), str(tmp_path / "d.db"),
+                       socket_gateway=socket_gateway)
+    from tests.fakes.slack import SlackSender
+
+    # Signed with the secret main used to fall back to: the route itself must not exist.
+    forged = SlackSender(proc.url, "unused-in-socket-mode", slack_fake).command("/ops", "help", user_id="U0DEVOPS1")
+    assert forged.status_code == 404
+    assert requests.get(proc.url + "/healthz", timeout=5).status_code == 404  # probes live on HEALTH_PORT only
+    assert requests.get(proc.health_url + "/healthz", timeout=5).json() == {"status": "ok"}
+    assert slack_fake.responses == []
+
+
+def test_health_and_metrics_live_on_health_port_only(tmp_path, kube_fake, slack_fake, bot_process):
+    proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}), str(tmp_path / "d.db"))
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert requests.get(proc.url + path, timeout=5).status_code == 404
+        assert requests.get(proc.health_url + path, timeout=5).status_code == 200
+    assert requests.post(proc.health_url + "/slack/events", timeout=5).status_code == 404
+    assert proc.sender.command("/ops", "help").status_code == 200  # Slack and hooks stay on PORT
+
+
+def test_idle_connections_on_port_cannot_starve_the_probes(tmp_path, kube_fake, slack_fake, bot_process):
+    proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}), str(tmp_path / "d.db"))
+    idle = []
+    try:
+        for _ in range(110):  # more than waitress's default connection_limit (100)
+            idle.append(socket.create_connection(("127.0.0.1", proc.port), timeout=5))
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert requests.get(proc.health_url + path, timeout=5).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_body_over_one_mib_is_refused_before_it_is_read(tmp_path, kube_fake, slack_fake, bot_process):
+    proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}), str(tmp_path / "d.db"))
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
+        # Announce 1 GiB and send none of it: the answer must come from the headers alone.
+        sock.sendall(b"POST /hooks/node-join HTTP/1.1\r\nHost: deckhand\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1073741824\r\n\r\n")
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    just_over = requests.post(proc.url + "/slack/events", data=b"x" * (1024 * 1024 + 1),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    assert just_over.status_code == 413
+    wait_until(lambda: requests.get(proc.health_url + "/healthz", timeout=5).ok, "the process to stay up")
