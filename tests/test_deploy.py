@@ -61,7 +61,7 @@ def test_every_rendered_object_validates(base, remote, version):
         kubernetes_validate.validate(obj, version, strict=True)  # raises with the failing path
     kinds = {o["kind"] for o in base}
     assert kinds == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-                     "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
+                     "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"}
     assert {o["kind"] for o in remote} == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
                                            "Secret"}
     for role in ("deckhand", "deckhand-waves"):  # the same rights in every cluster
@@ -143,9 +143,12 @@ def test_deployment_is_one_recreated_non_root_pod_with_probes_and_limits(base):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["port"] in ports
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "health"  # their own listener: PORT cannot starve them
     assert str(ports["http"]) == env_of(container)["PORT"]["value"]
+    assert str(ports["health"]) == env_of(container)["HEALTH_PORT"]["value"]
+    scrape = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert scrape["prometheus.io/port"] == str(ports["health"]) and scrape["prometheus.io/path"] == "/metrics"
 
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
     context = container["securityContext"]
@@ -174,7 +177,24 @@ def test_deployment_is_one_recreated_non_root_pod_with_probes_and_limits(base):
     service = one(base, "Service")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
-    assert service["spec"]["ports"][0]["targetPort"] in ports
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]  # probes and metrics stay off it
+
+
+def test_network_policy_admits_only_what_each_port_needs(base):
+    policy = one(base, "NetworkPolicy", "deckhand")
+    deployment = one(base, "Deployment", "deckhand")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = {p["name"] for p in container_of(deployment)["ports"]}
+    rules = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule["ports"]:
+            assert port["port"] in ports and port["protocol"] == "TCP"
+            rules[port["port"]] = rule.get("from")
+    assert set(rules) == ports == {"http", "health"}
+    assert rules["http"] is None  # Slack, GitHub (via the ingress) and nodes' host network; each authenticated
+    assert rules["health"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
 def test_mounted_config_is_valid_and_its_kubeconfig_paths_are_mounted(base):
