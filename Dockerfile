@@ -22,7 +22,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DECKHAND_CONFIG=/etc/deckhand/config/deckhand.yaml \
     DECKHAND_DB=/data/deckhand.db \
     HOST=0.0.0.0 \
-    PORT=3000
+    PORT=3000 \
+    HEALTH_PORT=8081
 RUN groupadd --system --gid 10001 deckhand \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin deckhand \
  && mkdir -p /data /etc/deckhand/config \
@@ -41,7 +42,7 @@ COPY jobs/ jobs/
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 VOLUME ["/data"]
-EXPOSE 3000
+EXPOSE 3000 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HEALTH_PORT', '8081'), timeout=4)"]
 CMD ["python", "app.py"]

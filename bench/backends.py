@@ -213,8 +213,9 @@ class BotProcess:
         self.extra_env = env or {}
         self.script = script
         self.startup_timeout = startup_timeout
-        self.port = free_port()
+        self.port, self.health_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.health_url = f"http://127.0.0.1:{self.health_port}"  # /healthz, /readyz, /metrics
         self.log_path = self.workdir / "bot.log"
         self.proc: subprocess.Popen | None = None
         self.sender = SlackSender(self.url, SIGNING_SECRET, slack)
@@ -224,7 +225,8 @@ class BotProcess:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SLACK_", "GITHUB_", "DECKHAND_", "KUBERNETES_SERVICE_"))}
         env.update({
-            "HOST": "127.0.0.1", "PORT": str(self.port), "DECKHAND_CONFIG": self.config_path,
+            "HOST": "127.0.0.1", "PORT": str(self.port), "HEALTH_PORT": str(self.health_port),
+            "DECKHAND_CONFIG": self.config_path,
             "DECKHAND_DB": str(self.workdir / "deckhand.db"), "SLACK_API_URL": self.slack.api_url,
             "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "GITHUB_TOKEN": GITHUB_TOKEN,
             "DECKHAND_HOOK_SECRET": HOOK_SECRET, "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -245,7 +247,7 @@ class BotProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the bot exited with {self.proc.returncode} during startup:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                with urllib.request.urlopen(self.health_url + "/healthz", timeout=1) as response:
                     if response.status == 200:
                         self.startup_seconds = time.perf_counter() - started
                         return self
