@@ -178,8 +178,7 @@ class SocketModeLink:
             self._attempt += 1
             self._last_error = cause
             attempt = self._attempt
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        delay = ceiling / 2 + self.rng() * ceiling / 2  # jitter: spread a fleet's retries apart
+        delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng())
         self.metrics.socket_mode_connect_failures.inc()
         log.warning("Socket Mode: connecting to Slack failed (attempt %d): %s; retrying in %.1fs",
                     attempt, cause, delay)
@@ -260,6 +259,14 @@ class SocketModeLink:
             client.close()  # sends a close frame; waits for running listeners (they ack first, then hand off)
         except Exception as exc:
             log.debug("closing a Socket Mode client: %s", exc)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, draw: float) -> float:
+    """Seconds to wait after the `attempt`-th failure in a row: base doubling per failure up to `cap`,
+    then "equal jitter" (`draw` in [0, 1) picks a point in the upper half), so instances that lost
+    Slack together do not come back in lockstep, and no delay is shorter than half its step."""
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 30))
+    return ceiling / 2 + draw * ceiling / 2
 
 
 def _cause(exc: BaseException) -> str:

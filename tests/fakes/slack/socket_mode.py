@@ -16,7 +16,8 @@ What Slack does (https://docs.slack.dev/apis/events-api/using-socket-mode/), and
 
 Failure switches: `outage()` makes `apps.connections.open` fail (HTTP 500 by default) until
 `outage(False)`; `refuse_handshakes` resets every new WebSocket; `drop(how="rst"|"fin")` ends a
-connection abruptly without a close frame, by TCP reset or by an orderly FIN.
+connection abruptly without a close frame, by TCP reset or by an orderly FIN; `silence()` keeps it open
+but stops answering (no pongs).
 
     gateway = SocketModeGateway(slack_fake).start()     # slack_fake now answers apps.connections.open
     ...start the app with SLACK_APP_TOKEN=gateway.app_token...
@@ -79,6 +80,7 @@ class Connection:
         self.disconnect_sent: Optional[str] = None
         self._send_lock = threading.Lock()
         self._pending_end: Optional[str] = None  # "rst" / "fin" / "close": done by the reader
+        self.silent = False  # see SocketModeGateway.silence()
         self._ended = threading.Event()
         self._buffer = b""
 
@@ -124,6 +126,9 @@ class Connection:
                 if self._pending_end:
                     self._finish(self._pending_end)
                     return
+                if self.silent:
+                    time.sleep(0.02)  # the reader's poll interval, while it plays dead
+                    continue
                 try:
                     chunk = self.sock.recv(65536)
                 except socket.timeout:
@@ -306,6 +311,13 @@ class SocketModeGateway:
             raise ValueError("how is 'rst' or 'fin'")
         conn = connection or self._only_connection()
         conn.end(how)
+        return conn
+
+    def silence(self, connection: Optional[Connection] = None) -> Connection:
+        """Keep the TCP connection open but stop reading it and answering pings (a half-dead link:
+        no FIN, no RST, as behind a stalled NAT or proxy)."""
+        conn = connection or self._only_connection()
+        conn.silent = True
         return conn
 
     def _only_connection(self) -> Connection:
