@@ -44,6 +44,18 @@ log = logging.getLogger("deckhand.socket_mode")
 _library_log = logging.getLogger("deckhand.socket_mode.client")
 _library_log.setLevel(logging.CRITICAL)
 
+
+class _SaidByTheLink(logging.Filter):
+    """websocket-client logs each drop ("... - goodbye") and each connect itself; the link logs both,
+    with the cause, once. Other websocket-client messages (e.g. from the Kubernetes client) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.endswith(" - goodbye") or message == "Websocket connected")
+
+
+logging.getLogger("websocket").addFilter(_SaidByTheLink())
+
 DISCONNECT_REASONS = ("refresh_requested", "warning", "link_disabled")
 Listener = Callable[[SocketModeClient, SocketModeRequest], None]
 
