@@ -101,7 +101,7 @@ def test_wrong_token_is_a_named_401_and_flags_nothing(bot_factory, prometheus_fa
     bot.flush()
     posted = json.dumps(bot.slack.messages("C0ALERTS"))
     assert "401 Unauthorized" in posted
-    metrics = requests.get(bot.url + "/metrics", timeout=5).text
+    metrics = requests.get(bot.health_url + "/metrics", timeout=5).text
     assert 'backend="prometheus",kind="401 Unauthorized"' in metrics
     for text in (summary, posted, metrics, caplog.text):
         assert "not-the-right-token" not in text and TOKEN not in text
