@@ -69,6 +69,8 @@ class _LinkClient(SocketModeClient):
     connect_to_new_endpoint on `disconnect` frames and closes, and re-runs the old session (with its spent
     ticket) every 0.5 s; the link does both itself instead."""
 
+    session_ended: threading.Event  # set by the link when this client's WebSocket session is over
+
     def connect_to_new_endpoint(self, force: bool = False) -> None:
         pass
 
@@ -167,6 +169,8 @@ class SocketModeLink:
                 else:
                     keep, self._client, self._renew = True, client, None
                     self._attempt, self._last_error = 0, None
+                    if client.session_ended.is_set():  # dropped between hello and here: _pump saw
+                        self._renew = "dropped"        # another current client and left it to us
             if not keep:
                 self._close(client)
                 continue
@@ -211,9 +215,10 @@ class SocketModeLink:
                              auto_reconnect_enabled=False, ping_interval=self.ping_interval,
                              concurrency=self.concurrency)
         hello, ended, errors = threading.Event(), threading.Event(), []
+        client.session_ended = ended
         client.on_message_listeners.append(lambda ws, raw: self._on_message(client, raw, hello))
         client.on_error_listeners.append(lambda ws, error: errors.append(error))
-        client.socket_mode_request_listeners.append(self.listener)
+        client.socket_mode_request_listeners.append(self._dispatch)
         client.wss_uri = url
         client.connect()
         threading.Thread(target=self._pump, args=(client, ended, errors), name="socket-mode-session",
@@ -245,6 +250,12 @@ class SocketModeLink:
             self._cond.notify_all()
         cause = _cause(errors[-1]) if errors else "closed by Slack"
         log.warning("Socket Mode connection lost: %s; reconnecting", cause)
+
+    def _dispatch(self, client: _LinkClient, request: SocketModeRequest) -> None:
+        try:
+            self.listener(client, request)
+        except Exception:  # the library would log it to its muted logger
+            log.exception("Socket Mode %s envelope %s failed", request.type, request.envelope_id)
 
     def _on_message(self, client: _LinkClient, raw: str, hello: threading.Event) -> None:
         try:
