@@ -151,7 +151,7 @@ def test_sigterm_closes_the_socket_first_then_finishes_running_work(
     proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}), str(tmp_path / "d.db"),
                        socket_gateway=socket_gateway)
     [conn] = socket_gateway.wait_for_connections(1)
-    kube_fake.hang(path_contains="payments", seconds=4)  # the work after the ack takes a while
+    kube_fake.hang(path_contains="payments", seconds=6)  # the work after the ack takes a while
     ack = proc.sender.command("/service", "deps payments-api prod-a", user_id=DEVOPS)
     assert ack.status_code == 200
     wait_until(lambda: any("payments" in r.path for r in kube_fake.requests), "the work to reach Kubernetes")

@@ -12,9 +12,11 @@
     promql     scopes PromQL to clusters on a shared endpoint (cluster matcher, aggregations keep the label)
     services   finding a service (a Service plus the workloads it selects) across the fleet
     resources  quantities and what a workload reserves
-    leader     Lease-based leader election: one instance runs jobs
-    web        the HTTP routes beside Slack's (hooks, health, metrics)
-    health     probes for `check` and /readyz
+    leader     Lease-based leader election: one instance runs jobs and holds the Socket Mode connection
+    web        the HTTP routes beside Slack's: hooks (PORT); health, readiness, metrics (HEALTH_PORT)
+    serving    the two waitress listeners (PORT, HEALTH_PORT) and the limits on each
+    socket_mode  the Socket Mode link: background connect with backoff, reconnects, close on SIGTERM
+    health     probes for `check`
     metrics    deckhand's own Prometheus metrics
     logs       logging setup and secret redaction
 
