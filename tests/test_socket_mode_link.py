@@ -96,3 +96,18 @@ def test_want_false_closes_and_want_true_reopens(links, slack_fake, socket_gatew
     socket_gateway.wait_for_connections(1, opened_after=first.opened_at)
     wait_until(lambda: link.metrics.registry.get_sample_value("deckhand_socket_mode_connected") == 1.0,
                "the gauge to say connected")
+
+
+def test_slack_going_down_after_a_drop_is_retried_until_it_is_back(links, slack_fake, socket_gateway):
+    link = links(socket_gateway.app_token, slack_fake.api_url)
+    link.want(True)
+    [old] = socket_gateway.wait_for_connections(1)
+    socket_gateway.outage(status=503, error="service_unavailable")
+    socket_gateway.drop("fin")
+    problem = wait_until(lambda: failures(link) and failures(link) >= 2 and link.problem(), "failed reconnects")
+    assert "apps.connections.open answered service_unavailable (HTTP 503)" in problem and not link.connected
+    socket_gateway.outage(False)
+    socket_gateway.wait_for_connections(1, opened_after=old.closed_at)
+    wait_until(lambda: link.connected, "the link to reconnect")
+    assert link.problem() is None
+    assert link.metrics.registry.get_sample_value("deckhand_socket_mode_reconnects_total", {"reason": "dropped"}) == 1
