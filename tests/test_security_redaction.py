@@ -53,5 +53,5 @@ def test_metrics_never_carry_a_token_an_upstream_put_in_an_error_kind(bot):
     bot.slack.fail("chat.postMessage", error=f"invalid_auth_{TOKENS[3]}")
     bot.ctx.outbox.post("C0ALERTS", text="x")
     bot.flush()
-    text = requests.get(bot.url + "/metrics").text
+    text = requests.get(bot.health_url + "/metrics").text
     assert "invalid_auth_" in text and TOKENS[3] not in text

@@ -90,11 +90,11 @@ def test_a_verified_request_cannot_point_deckhand_at_another_host(bot, listener)
     wait_until(lambda: bot.slack.responses, "the /ops help answer")
     settle(bot)
     assert listener.hits == []
-    assert "deckhand_errors_total{where=\"command:/ops audit\"} 1.0" in requests.get(bot.url + "/metrics").text
+    assert "deckhand_errors_total{where=\"command:/ops audit\"} 1.0" in requests.get(bot.health_url + "/metrics").text
 
 
 def test_500_unsigned_random_requests_add_no_metric_series(bot):
-    before = series(requests.get(bot.url + "/metrics").text)
+    before = series(requests.get(bot.health_url + "/metrics").text)
     rng = random.Random(14)
 
     def word(n: int) -> str:
@@ -115,7 +115,7 @@ def test_500_unsigned_random_requests_add_no_metric_series(bot):
         answer = bot.sender.raw(body, sign=False, timestamp=stamp,
                                 signature=rng.choice([None, "v0=" + word(64), "sha256=x"]))
         assert answer.status_code == 401
-    after = series(requests.get(bot.url + "/metrics").text)
+    after = series(requests.get(bot.health_url + "/metrics").text)
     assert after - before == set()
 
 
@@ -125,7 +125,7 @@ def test_signed_requests_are_labelled_only_with_registered_names(bot):
     bot.sender.block_actions("evil_action_" + "y" * 40, value="1", user_id=DEVOPS)
     bot.sender.event({"type": "made_up_event_" + "z" * 30, "user": DEVOPS})
     settle(bot)
-    text = requests.get(bot.url + "/metrics").text
+    text = requests.get(bot.health_url + "/metrics").text
     assert 'name="/ops help"' in text and 'name="/ops"' in text and 'name="other"' in text
     assert "x" * 50 not in text and "evil_action_" not in text and "made_up_event_" not in text
 
@@ -147,7 +147,7 @@ def test_a_verbatim_replay_is_dropped_also_after_a_restart(bot_factory, tmp_path
     assert replay.status_code == 200
     settle(second)
     assert len(second.slack.responses) == 1  # only the original's answer
-    assert 'deckhand_refused_requests_total{door="slack",reason="replay"} 1.0' in requests.get(second.url + "/metrics").text
+    assert 'deckhand_refused_requests_total{door="slack",reason="replay"} 1.0' in requests.get(second.health_url + "/metrics").text
 
 
 def test_a_flood_of_forged_requests_logs_a_few_short_lines_without_bodies(bot, caplog):
@@ -162,7 +162,7 @@ def test_a_flood_of_forged_requests_logs_a_few_short_lines_without_bodies(bot, c
     assert 1 <= len(refused) <= 10
     assert all(len(line) < 300 for line in refused)
     assert 'deckhand_refused_requests_total{door="slack",reason="bad-signature"} 200.0' in requests.get(
-        bot.url + "/metrics").text
+        bot.health_url + "/metrics").text
 
 
 def test_the_error_handler_never_holds_the_request_thread_on_a_slack_call(bot):
