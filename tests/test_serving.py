@@ -2,6 +2,7 @@
 PORT, and refusing to serve HTTP mode without a signing secret. Real processes, real sockets."""
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -78,3 +79,47 @@ def test_a_body_over_one_mib_is_refused_before_it_is_read(tmp_path, kube_fake, s
                               headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
     assert just_over.status_code == 413
     wait_until(lambda: requests.get(proc.health_url + "/healthz", timeout=5).ok, "the process to stay up")
+
+
+def test_sigterm_exits_even_with_idle_connections_open(tmp_path, kube_fake, slack_fake, bot_process):
+    proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}), str(tmp_path / "d.db"))
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5)
+            for port in (proc.port, proc.port, proc.health_port)]
+    keep_alive = requests.Session()  # a client that keeps its connection between requests, as Slack's does
+    assert keep_alive.get(proc.health_url + "/healthz", timeout=5).ok
+    assert proc.sender.command("/ops", "help").status_code == 200  # the sender's session keeps one too
+    try:
+        proc.proc.send_signal(signal.SIGTERM)
+        # waitress alone would wait for these clients to hang up, until the kubelet's SIGKILL
+        assert proc.proc.wait(timeout=25) == 0
+    finally:
+        for sock in idle:
+            sock.close()
+        keep_alive.close()
+    assert "stopped" in proc.output()
+
+
+def test_sigterm_finishes_the_http_request_in_progress(tmp_path, kube_fake, slack_fake, github_fake, bot_process):
+    import hashlib
+    import hmac
+    import json
+    import threading
+
+    github_fake.create_repo("org/deploy-manifests", files={"README.md": "hi"})
+    secret = "webhook-secret-for-shutdown"
+    proc = bot_process(write_config(tmp_path, {"prod-a": kube_fake}, github_url=github_fake.url),
+                       str(tmp_path / "d.db"), env={"GITHUB_WEBHOOK_SECRET": secret})
+    github_fake.hang(path_contains="/pulls/", seconds=3)  # the hook asks GitHub whether #7 is merged
+    body = json.dumps({"action": "closed", "number": 7, "pull_request": {"number": 7, "merged": True},
+                       "repository": {"full_name": "org/deploy-manifests"}}).encode()
+    headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "d-1", "Content-Type": "application/json",
+               "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+    answers = []
+    sender = threading.Thread(target=lambda: answers.append(
+        requests.post(proc.url + "/hooks/github", data=body, headers=headers, timeout=30)))
+    sender.start()
+    wait_until(lambda: any("/pulls/" in r.path for r in github_fake.requests), "the hook to ask GitHub")
+    proc.proc.send_signal(signal.SIGTERM)
+    sender.join(timeout=30)
+    assert answers and answers[0].status_code == 202, answers  # answered, not cut off by the shutdown
+    assert proc.proc.wait(timeout=30) == 0

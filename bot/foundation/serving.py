@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from waitress import create_server
 from waitress.server import BaseWSGIServer
@@ -37,31 +37,45 @@ class Listeners:
     main: BaseWSGIServer
     health: BaseWSGIServer
     health_thread: threading.Thread | None = None
+    main_closing: threading.Event = field(default_factory=threading.Event)
+    health_closing: threading.Event = field(default_factory=threading.Event)
 
     def serve(self) -> None:
-        """Start HEALTH_PORT in the background and serve PORT on this thread until `close()`."""
-        self.health_thread = threading.Thread(target=self._run_health, name="health-http", daemon=True)
+        """Start HEALTH_PORT in the background and serve PORT on this thread until `close_main()`."""
+        self.health_thread = threading.Thread(target=_serve, args=(self.health, self.health_closing),
+                                              name="health-http", daemon=True)
         self.health_thread.start()
-        self.main.run()
-
-    def _run_health(self) -> None:
-        try:
-            self.health.run()
-        except (OSError, ValueError) as exc:  # closed under the loop at shutdown
-            log.debug("health listener stopped: %s", exc)
+        _serve(self.main, self.main_closing)
 
     def close_main(self) -> None:
-        """Stop accepting on PORT; waitress finishes the requests it has."""
-        self.main.close()
+        """Stop accepting on PORT; waitress finishes the requests it has, then serve() returns."""
+        self.main_closing.set()
 
     def close(self, timeout: float = 10.0) -> None:
         self.main.task_dispatcher.shutdown(cancel_pending=False, timeout=timeout)
-        self.health.close()
+        self.health_closing.set()
         if self.health_thread is not None:
             self.health_thread.join(timeout=5)
         self.health.task_dispatcher.shutdown(cancel_pending=False, timeout=2)
 
 
+def _serve(server: BaseWSGIServer, closing: threading.Event) -> None:
+    """waitress's run(), plus a clean end: once `closing` is set the listening socket is closed (on this
+    thread, which owns the socket map) and every connection that is idle between requests is closed too.
+    waitress times idle connections out only from its listening socket's readable(), which close()
+    removes, so one idle keep-alive client would otherwise keep the process from exiting until the
+    kubelet kills it."""
+    closed = False
+    try:
+        while server._map:  # noqa: SLF001 - waitress keeps its socket map there (server.run uses it)
+            server.asyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=server._map, count=1)
+            if closing.is_set():
+                if not closed:
+                    server.close()
+                    closed = True
+                server.maintenance(float("inf"))  # every channel without a request in progress
+    except (OSError, ValueError) as exc:  # a socket closed under the loop at exit
+        log.debug("listener stopped: %s", exc)
 def create_listeners(web, health_web, *, host: str, port: int, health_port: int, threads: int = 8) -> Listeners:
     main = create_server(web, host=host, port=port, threads=threads, ident="deckhand",
                          clear_untrusted_proxy_headers=True, **PORT_LIMITS)
