@@ -174,25 +174,25 @@ def test_an_integration_failing_and_recovering_shows_in_logs_metrics_and_readyz(
     fake.fail("GET", "/api/v1/nodes", status=503, times=None)
     bot.run_job("node-scan")
     bot.run_job("node-scan")
-    ready = requests.get(bot.url + "/readyz", timeout=5)
+    ready = requests.get(bot.health_url + "/readyz", timeout=5)
     assert ready.status_code == 200  # integrations are details, not readiness
     state = ready.json()["integrations"]["kubernetes prod-a"]
     assert state["status"] == "failing" and state["error"] == "503" and state["failures"] >= 2
     up = 'deckhand_integration_up{integration="kubernetes prod-a"} 0.0'
-    scraped = requests.get(bot.url + "/metrics", timeout=5)
+    scraped = requests.get(bot.health_url + "/metrics", timeout=5)
     assert up in scraped.text
     warnings = [r.getMessage() for r in caplog.records if r.name == "deckhand.integrations"]
     assert warnings == ["kubernetes prod-a: failing: 503"]  # once, not per call
 
     fake.clear_failures()
     bot.run_job("node-scan")
-    assert requests.get(bot.url + "/readyz", timeout=5).json()["integrations"]["kubernetes prod-a"]["status"] == "ok"
-    assert 'deckhand_integration_up{integration="kubernetes prod-a"} 1.0' in requests.get(bot.url + "/metrics").text
+    assert requests.get(bot.health_url + "/readyz", timeout=5).json()["integrations"]["kubernetes prod-a"]["status"] == "ok"
+    assert 'deckhand_integration_up{integration="kubernetes prod-a"} 1.0' in requests.get(bot.health_url + "/metrics").text
     assert any(r.getMessage().startswith("kubernetes prod-a: recovered after") for r in caplog.records)
 
 
 def test_metrics_content_type_names_the_charset_once(bot):
-    response = requests.get(bot.url + "/metrics", timeout=5)
+    response = requests.get(bot.health_url + "/metrics", timeout=5)
     assert response.headers["Content-Type"] == METRICS_TYPE
 
 
@@ -212,7 +212,7 @@ def test_a_stuck_outbox_is_logged_once_and_its_recovery_too(bot, caplog):
     stuck = [r.getMessage() for r in caplog.records if "outbox stuck" in r.getMessage()]
     assert len(stuck) == 1 and "internal_error" in stuck[0]
     assert bot.ctx.metrics.registry.get_sample_value("deckhand_outbox_pending") == 1
-    assert requests.get(bot.url + "/readyz", timeout=5).json()["outbox"] == {"pending": 1, "stuck": True}
+    assert requests.get(bot.health_url + "/readyz", timeout=5).json()["outbox"] == {"pending": 1, "stuck": True}
 
     bot.slack.clear_failures()
     with bot.ctx.store.tx() as db:
