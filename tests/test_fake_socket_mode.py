@@ -115,13 +115,16 @@ def test_payload_on_an_envelope_that_accepts_none_is_recorded(slack_fake, socket
 @pytest.mark.parametrize("how", ["rst", "fin"])
 def test_abrupt_drops_end_the_connection_without_a_close_frame(how, slack_fake, socket_gateway):
     ws = websocket.create_connection(web(slack_fake).apps_connections_open(app_token=APP_TOKEN)["url"], timeout=5)
-    ws.recv()  # hello
-    [conn] = socket_gateway.wait_for_connections(1)  # listed just after its hello was sent
-    socket_gateway.drop(how, conn)
-    assert not conn.open
-    error = ConnectionResetError if how == "rst" else websocket.WebSocketConnectionClosedException
-    with pytest.raises((error, websocket.WebSocketConnectionClosedException)):
-        ws.recv()
+    try:
+        ws.recv()  # hello
+        [conn] = socket_gateway.wait_for_connections(1)  # listed just after its hello was sent
+        socket_gateway.drop(how, conn)
+        assert not conn.open
+        error = ConnectionResetError if how == "rst" else websocket.WebSocketConnectionClosedException
+        with pytest.raises((error, websocket.WebSocketConnectionClosedException)):
+            ws.recv()
+    finally:
+        ws.close()
 
 
 def test_bolt_socket_mode_handler_acks_commands_and_modal_errors(slack_fake, socket_gateway):

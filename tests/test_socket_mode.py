@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -96,11 +97,11 @@ def test_an_abrupt_drop_is_noticed_and_replaced(how, tmp_path, kube_fake, slack_
 
 
 def lease_config(tmp_path, kube_fake, duration: str = "2s") -> str:
-    config = write_config(tmp_path, {"prod-a": kube_fake})
-    data = yaml.safe_load(open(config))
+    config = Path(write_config(tmp_path, {"prod-a": kube_fake}))
+    data = yaml.safe_load(config.read_text())
     data["lease"] = {"cluster": "prod-a", "namespace": "deckhand", "name": "deckhand", "duration": duration}
-    open(config, "w").write(yaml.safe_dump(data))
-    return config
+    config.write_text(yaml.safe_dump(data))
+    return str(config)
 
 
 def holder(kube_fake) -> str | None:

@@ -218,10 +218,12 @@ class SocketModeLink:
         client.session_ended = ended
         client.on_message_listeners.append(lambda ws, raw: self._on_message(client, raw, hello))
         client.on_error_listeners.append(lambda ws, error: errors.append(error))
+        sockets: list = []  # the TCP socket under the session, closed by _pump whatever websocket-client did
+        client.on_open_listeners.append(lambda ws: sockets.append(getattr(ws.sock, "sock", None)))
         client.socket_mode_request_listeners.append(self._dispatch)
         client.wss_uri = url
         client.connect()
-        threading.Thread(target=self._pump, args=(client, ended, errors), name="socket-mode-session",
+        threading.Thread(target=self._pump, args=(client, ended, errors, sockets), name="socket-mode-session",
                          daemon=True).start()
         deadline = time.monotonic() + self.hello_timeout
         while not hello.is_set() and not ended.is_set() and time.monotonic() < deadline:
@@ -232,7 +234,7 @@ class SocketModeLink:
         cause = _cause(errors[-1]) if errors else f"no hello within {self.hello_timeout:.0f}s"
         raise LinkError(f"WebSocket {_host(url)}: {cause}")
 
-    def _pump(self, client: _LinkClient, ended: threading.Event, errors: list) -> None:
+    def _pump(self, client: _LinkClient, ended: threading.Event, errors: list, sockets: list) -> None:
         """Run one WebSocket session until it ends, then ask for a new one if it was the current one."""
         session = client.current_session
         try:
@@ -241,6 +243,11 @@ class SocketModeLink:
             session.run_forever(ping_interval=self.ping_interval, ping_timeout=self.ping_timeout)
         except Exception as exc:
             errors.append(exc)
+        for sock in sockets:
+            # websocket-client 1.9's WebSocket.close() returns early once it marked itself disconnected
+            # (a ping timeout, a lost connection), leaving the TCP socket open until garbage collection.
+            if sock is not None:
+                sock.close()
         ended.set()
         with self._cond:
             if self._client is not client or self._renew is not None:
