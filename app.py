@@ -218,7 +218,8 @@ def serve(ctx: Context) -> int:
         web = create_web(ctx, hooks(ctx))  # no /slack/events: the socket is Slack's only way in
     else:
         web = build_web(ctx, bolt)
-    health_web = create_health_web(ctx, [link.problem] if link else [])
+    health_web = create_health_web(
+        ctx, details={"slack": lambda: (link.problem() or "").removeprefix("slack: ") or None} if link else None)
     host = os.environ.get("HOST", "0.0.0.0")
     port, health_port = int(os.environ.get("PORT", "3000")), int(os.environ.get("HEALTH_PORT", "8081"))
     listeners = create_listeners(web, health_web, host=host, port=port, health_port=health_port,

@@ -102,11 +102,13 @@ class BotProcess:
             raise AssertionError(f"deckhand exited with {self.proc.returncode}:\n{self.output()}")
 
     def _ready(self) -> bool:
+        """/readyz 200 and, in Socket Mode, the link to Slack up (its state is a detail, not readiness)."""
         self._alive()
         try:
-            return requests.get(self.health_url + "/readyz", timeout=1).status_code == 200
+            answer = requests.get(self.health_url + "/readyz", timeout=1)
         except requests.RequestException:
             return False
+        return answer.status_code == 200 and answer.json().get("slack", "ok") == "ok"
 
     def _live(self) -> bool:
         self._alive()

@@ -63,12 +63,14 @@ def create_web(ctx: Context, hooks: dict[str, Hook]) -> Flask:
     return web
 
 
-def create_health_web(ctx: Context, checks: Iterable[Callable[[], Optional[str]]] = ()) -> Flask:
+def create_health_web(ctx: Context, checks: Iterable[Callable[[], Optional[str]]] = (),
+                      details: Optional[dict[str, Callable[[], Optional[str]]]] = None) -> Flask:
     """HEALTH_PORT: `/healthz` (the process answers), `/readyz` (it should get traffic: database
-    writable, this instance the leader, and each of `checks`, which return a problem or None) and
-    `/metrics`."""
+    writable, this instance the leader, and each of `checks`, which return a problem or None; `details`
+    are shown by name but do not make it unready) and `/metrics`."""
     web = Flask("deckhand-health")
     checks = list(checks)
+    details = dict(details or {})
 
     @web.get("/healthz")
     def healthz():
@@ -85,11 +87,14 @@ def create_health_web(ctx: Context, checks: Iterable[Callable[[], Optional[str]]
             problems.append("standing by: another instance holds the lease")
         problems.extend(problem for problem in (check() for check in checks) if problem)
         # Integrations are details, not readiness: a pod out of its Service because GitHub is down
-        # would only stop the hooks as well (bot/foundation/integrations.py). Slack in Socket Mode is a
-        # check above: without its connection this instance serves nobody.
+        # would only stop the hooks as well (bot/foundation/integrations.py). The same holds for Slack's
+        # Socket Mode link: while it reconnects, the hooks on PORT still work and Slack posts wait in the
+        # outbox, so its state is a detail ("slack": "connecting (attempt N, …)"), not a 503.
         body = {"status": "ready" if not problems else "not ready", "problems": problems,
                 "leader": bool(ctx.is_leader()), "integrations": ctx.health.snapshot(),
                 "outbox": {"pending": ctx.outbox.pending(), "stuck": ctx.outbox.stuck}}
+        for name, detail in details.items():
+            body[name] = detail() or "ok"
         return jsonify(body), (200 if not problems else 503)
 
     @web.get("/metrics")
