@@ -23,7 +23,7 @@ from slack_bolt.adapter.flask import SlackRequestHandler
 
 import commands
 from commands.kit import CheckedRespond
-from commands.pool import ListenerPool, urgent
+from commands.pool import ListenerPool, lane
 import jobs
 from bot.foundation.config import ConfigError, Secrets, load_settings
 from bot.foundation.context import Context, build_context
@@ -72,10 +72,9 @@ class DeckhandApp(App):
         if req.context.response_url:
             req.context["respond"] = CheckedRespond(req.context.response_url, self._ctx.secrets.slack_api_url)
         body = req.body or {}
-        if body.get("type") == "view_submission":
-            with urgent():  # commands/pool.py: the modal's ack must not queue behind slow work
-                response = super().dispatch(req)
-        else:
+        # commands/pool.py: a modal's ack must not queue behind slow work (urgent lane); the
+        # per-user share charged by the last middleware ends with this request.
+        with lane(urgent=body.get("type") == "view_submission"):
             response = super().dispatch(req)
         kind, name = commands.request_name(body, self.names)
         status = getattr(response, "status", 200) or 200
@@ -107,6 +106,7 @@ def build_bolt(ctx: Context, workers: int = 8) -> App:
         logger=logging.getLogger("deckhand.bolt"),
     )
     bolt.names = commands.register_all(bolt, ctx)
+    bolt.middleware(executor.middleware())  # last: after the signature check and our own middleware
     return bolt
 
 

@@ -143,7 +143,7 @@ class Bot:
 def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometheus: dict[str, str] | None = None,
               github_fake=None, config: dict | None = None, clock: FakeClock | None = None,
               serve: bool = True, db_path: str | None = None, cluster_config: dict[str, dict] | None = None,
-              socket_gateway=None) -> Bot:
+              socket_gateway=None, backend_timeout: float = 3.0) -> Bot:
     """`prometheus`: cluster -> its own prometheus_url. A cluster not in it gets a closed URL, unless
     `config` has a top-level `prometheus:` (the shared endpoint), which then serves it.
     `cluster_config`: cluster -> extra keys for its clusters[] entry (cluster_label_value, headers...).
@@ -179,7 +179,7 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
     )
     clock = clock or FakeClock()
     ctx = build_context(settings, secrets, db_path or str(tmp_path / "deckhand.db"), clock=clock,
-                        outbox_interval=0.0, github_write_pacing=None, backend_timeout=3.0)
+                        outbox_interval=0.0, github_write_pacing=None, backend_timeout=backend_timeout)
     jobs.attach(ctx)
     bolt = app_module.build_bolt(ctx, workers=8)
     link = None

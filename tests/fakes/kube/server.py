@@ -43,6 +43,7 @@ class KubeFake(_RoutingMixin, _StoreMixin, EvictionMixin):
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
+        self._released = threading.Event()  # set by release_hangs(): requests held by hang() answer now
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._group_versions: dict[str, list[str]] = {}
         self._store: dict[tuple[str, str], dict[tuple[str, str], _Entry]] = {}
@@ -291,6 +292,13 @@ class KubeFake(_RoutingMixin, _StoreMixin, EvictionMixin):
             self._failures.clear()
             self._hangs.clear()
 
+    def release_hangs(self) -> None:
+        """Let every request held by hang() answer now (normally), and stop holding new ones."""
+        with self._lock:
+            self._hangs.clear()
+            released, self._released = self._released, threading.Event()
+        released.set()
+
     def on_write(self, callback: Callable[[str, ResourceType, dict], None]) -> Callable:
         """Call `callback(verb, resource_type, obj)` after each successful write through HTTP, before
         the response is sent. verb: create, update, patch, delete, update_status, patch_status,
@@ -400,7 +408,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.latency:
             fake._stopping.wait(fake.latency)
         if hang:
-            fake._stopping.wait(hang.seconds)
+            released = fake._released
+            deadline = time.monotonic() + hang.seconds
+            while not (released.is_set() or fake._stopping.is_set()) and time.monotonic() < deadline:
+                released.wait(min(0.05, max(0.0, deadline - time.monotonic())))
         if fake._stopping.is_set():
             self.close_connection = True
             return

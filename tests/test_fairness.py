@@ -1,0 +1,77 @@
+"""One person's flood does not hold up anyone else (commands/pool.py): each user has a share of 3
+listener calls at a time; beyond it a request is refused at once with an ephemeral answer.
+
+Kubernetes is held (the fake's hang(), released by the test) so the flooding user's requests are
+provably still running while the others are answered; no timing is asserted."""
+from __future__ import annotations
+
+import json
+
+from tests.harness import DEVOPS, PAY_DEV, PAY_DEV2
+
+
+def command(bot, text: str, user: str, command: str = "/canary") -> str:
+    """Send a signed slash command with a response_url of our own; return that URL."""
+    url = bot.slack.response_url(channel="C0PAY", user=user)
+    response = bot.sender.command(command, text, user_id=user, channel_id="C0PAY", response_url=url)
+    assert response.status_code == 200, response.text
+    return url
+
+
+def answer_body(bot, url: str) -> dict:
+    return bot.slack.wait_for(lambda: bot.slack.responses_to(url))[0]["body"]
+
+
+def answer(bot, url: str) -> str:
+    return answer_body(bot, url).get("text", "")
+
+
+def test_a_flooding_user_is_refused_beyond_their_share_and_others_are_answered_meanwhile(bot_factory):
+    bot = bot_factory(backend_timeout=60)
+    kube = bot.kube["prod-a"]
+    kube.hang(seconds=60, times=None)  # every Kubernetes call waits until the test releases it
+    try:
+        # The HTTP 200 comes after the listener was admitted to the pool, so these three are running.
+        held = [command(bot, "list", PAY_DEV) for _ in range(3)]
+        refused = command(bot, "list", PAY_DEV)
+        text = answer(bot, refused)
+        assert "You have 3 requests still running (`/canary list`, `/canary list`, `/canary list`)" in text
+        assert "did not run this one" in text and "Try again once one of them has answered" in text
+
+        clicked = bot.slack.response_url(channel="C0PAY", user=PAY_DEV)
+        assert bot.sender.block_actions("canary_refresh", value="x", user_id=PAY_DEV, channel_id="C0PAY",
+                                        response_url=clicked).status_code == 200
+        assert "You have 3 requests still running" in answer(bot, clicked)  # a click counts like a command
+
+        # Someone else, even a teammate in the same channel, is answered while the three are still held.
+        for user in (DEVOPS, PAY_DEV2):
+            assert "/canary" in json.dumps(answer_body(bot, command(bot, "help", user, command="/ops")))
+        assert all(bot.slack.responses_to(url) == [] for url in held)
+    finally:
+        kube.release_hangs()
+
+    for url in held:  # released: each held request answers normally
+        assert "refused" not in answer(bot, url) and "still running" not in answer(bot, url)
+    bot.slack.wait_for(lambda: bot.ctx.extras["listener_executor"].running(PAY_DEV) == [])
+    again = command(bot, "list", PAY_DEV)
+    assert "still running" not in answer(bot, again)  # the share is given back when the work ends
+
+
+def test_modal_submissions_and_other_users_are_not_charged_to_the_flooding_user(bot_factory):
+    bot = bot_factory(backend_timeout=60)
+    kube = bot.kube["prod-a"]
+    kube.hang(seconds=60, times=None)
+    try:
+        for _ in range(3):
+            command(bot, "list", PAY_DEV)
+        # Each of three other users still gets their own full share.
+        for user in (DEVOPS, PAY_DEV2):
+            urls = [command(bot, "list", user) for _ in range(3)]
+            assert all("still running" not in r["body"].get("text", "")
+                       for url in urls for r in bot.slack.responses_to(url))
+        # A modal submission answers in the ack (urgent lane), share or not: an unknown callback_id is
+        # Bolt's 404, never a refusal and never a wait behind the held work.
+        response = bot.sender.view_submission("bench_unregistered_modal", values={}, user_id=PAY_DEV)
+        assert response.status_code == 404
+    finally:
+        kube.release_hangs()
