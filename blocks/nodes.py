@@ -1,14 +1,16 @@
-"""Block Kit for node-join alerts: one incident, a grouped message per cluster, resolution replies.
+"""Block Kit for node-join alerts: one incident; for a storm, a message per cluster and in its thread one
+reply per reason listing the nodes; resolution replies.
 
-Views are plain dicts built by bot/nodes/alerts.py (`_view`, `_render_group`). Button values name what a
-button acts on ("<incident id>" or "group:<incident id>"); commands/nodes.py handles the clicks.
+Views are plain dicts built by bot/nodes/alerts.py (`_view`, `_render_group`, `_render_reason`). Button
+values name what a button acts on ("<incident id>" or "group:<incident id>"); a node's menu in a reason
+reply carries "<choice>:<incident id>". commands/nodes.py handles the clicks.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from blocks.common import (MAX_SECTION_TEXT, actions, button, clip, code, confirm, context, escape, fields,
-                           mention, message, section)
+                           mention, message, option, section)
 
 TITLES = {
     "join-failed": "Join failed",
@@ -22,7 +24,9 @@ TITLES = {
 ACK = "node_alert_ack"
 SILENCE = "node_alert_silence"  # + _<scope>_<duration>, e.g. node_alert_silence_cluster_24h
 SILENCE_CHOICES = (("node", "4h"), ("node", "24h"), ("cluster", "4h"), ("cluster", "24h"))
-GROUP_LINES = 25
+NODE_MENU = "node_alert_node"  # a node's overflow menu in a reason reply; values "<choice>:<incident id>"
+MENU_CHOICES = ("ack", "silence_node_4h", "silence_node_24h")
+REASON_LINES = 20  # nodes listed in a reason reply; the rest are counted ("and N more")
 
 
 def incident(view: dict) -> dict:
@@ -46,26 +50,27 @@ def incident(view: dict) -> dict:
 
 
 def group(view: dict) -> dict:
-    """One message for many incidents of a cluster in one tick; per-node messages go in its thread."""
+    """The channel message for a storm in one cluster: counts per reason; the nodes are listed in its
+    thread, one reply per reason (reason_reply)."""
     cluster = _cluster_name(view["cluster"])
     if view["state"] == "resolved":
         head = f":large_green_circle: *All {view['total']} node alerts in `{cluster}` are resolved*"
     else:
         head = f":rotating_light: *{view['open']} of {view['total']} nodes in `{cluster}` need attention*"
+    per_reason: dict[str, list[int]] = {}
+    for item in view["incidents"]:
+        counts = per_reason.setdefault(item["reason"], [0, 0])
+        counts[0 if item["state"] == "open" else 1] += 1
     lines = []
-    for item in view["incidents"][:GROUP_LINES]:
-        title = _title(item["reason"])
-        if item["state"] == "resolved":
-            lines.append(f":white_check_mark: `{escape(item['node'])}` — {title}, resolved after "
-                         f"{escape(item['failing_for'])}")
+    for reason, (opened, resolved) in sorted(per_reason.items(), key=lambda kv: (-kv[1][0], kv[0])):
+        title = _title(reason)
+        icon = ":red_circle:" if opened else ":white_check_mark:"
+        if opened:
+            lines.append(f"{icon} *{title}*: {_count(opened, 'node')} open" + (f", {resolved} resolved" if resolved else ""))
         else:
-            summary = clip(escape(item["detail"].get("summary", "")), 160)
-            lines.append(f":red_circle: `{escape(item['node'])}` — *{title}* since "
-                         f"{_ago(item['failing_since_unix'])}: {summary}")
-    if len(view["incidents"]) > GROUP_LINES:
-        lines.append(f"_and {len(view['incidents']) - GROUP_LINES} more — see the thread_")
+            lines.append(f"{icon} *{title}*: all {_count(resolved, 'node')} resolved")
     blocks = [section(head)] + [section(chunk) for chunk in _chunks(lines)]
-    notes = ["Details, log tails and per-node buttons are in the thread."]
+    notes = ["The nodes, one reply per reason, are in the thread; each line's menu acknowledges or silences that node."]
     if view["acked_by"]:
         notes.append("Acknowledged by " + ", ".join(mention(u) for u in view["acked_by"]))
     if view["silenced"]:
@@ -77,6 +82,51 @@ def group(view: dict) -> dict:
             *[_silence_button(view, "cluster", d) for d in ("4h", "24h")]))
     return message(f"{view['open']} of {view['total']} nodes in {cluster} need attention"
                    if view["state"] == "open" else f"Node alerts in {cluster} resolved", blocks)
+
+
+def reason_reply(view: dict) -> dict:
+    """One reply in a storm's thread: every node of the cluster failing for one reason, open ones first,
+    at most REASON_LINES of them, each with a menu to acknowledge or silence that node."""
+    cluster = _cluster_name(view["cluster"])
+    title = _title(view["reason"])
+    if view["state"] == "resolved":
+        head = f":large_green_circle: *{title}* — all {_count(view['total'], 'node')} in `{cluster}` resolved"
+    else:
+        head = f":red_circle: *{title}* — {view['open']} of {_count(view['total'], 'node')} in `{cluster}` open"
+    blocks = [section(head)]
+    shown = view["incidents"][:REASON_LINES]
+    for item in shown:
+        blocks.append(_node_line(item))
+    more = view["incidents"][REASON_LINES:]
+    if more:
+        still = sum(1 for i in more if i["state"] == "open")
+        blocks.append(context(f"_and {len(more)} more ({still} open)_ — `/nodes {cluster}` lists every one"))
+    return message(f"{title} in {cluster}: {view['open']} of {view['total']} nodes open", blocks)
+
+
+def _node_line(item: dict) -> dict:
+    node = escape(item["node"])
+    if item["state"] != "open":
+        return section(f":white_check_mark: `{node}` — resolved after {escape(item['failing_for'])}: "
+                       f"{clip(escape(item['resolution'] or 'resolved'), 200)}")
+    text = (f":red_circle: `{node}` — since {_ago(item['failing_since_unix'])}: "
+            f"{clip(escape(item['detail'].get('summary', '')), 300)}")
+    csrs = item["detail"].get("csrs") or []
+    if csrs:
+        text += f" · {_count(len(csrs), 'pending CSR')}"
+    if item["acked_by"]:
+        text += f" · :eyes: {mention(item['acked_by'])}"
+    if item["silenced"]:
+        text += " · " + _silenced(item["silenced"])
+    choices = [("Acknowledge", "ack")] if not item["acked_by"] else []
+    choices += [("Silence node 4h", "silence_node_4h"), ("Silence node 24h", "silence_node_24h")]
+    menu = {"type": "overflow", "action_id": NODE_MENU,
+            "options": [option(label, f"{choice}:{item['id']}") for label, choice in choices]}
+    return section(text, accessory=menu)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def resolved_reply(view: dict) -> dict:

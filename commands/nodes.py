@@ -1,5 +1,6 @@
 """`/nodes [cluster] [node] | wave` (answered privately, read from bot/nodes/history.py) and the buttons on
-node-join alerts: Acknowledge, Silence 4h/24h per node or cluster.
+node-join alerts: Acknowledge, Silence 4h/24h per node or cluster, and the per-node menu in a storm's
+reason reply (the same two actions for one node).
 
 Registering also wires the alert renderer (blocks/nodes.py) into the core, which must not
 import blocks/, and the outbox hooks that learn each alert's Slack ts.
@@ -33,30 +34,52 @@ def register(app, ctx: Context) -> None:
     @app.action(node_blocks.ACK)
     def acknowledge(ack, body, respond):
         ack()
-        user, target = user_of(body), action_value(body)
-        decision = ctx.access.may(user, "alert.ack")
-        if not decision:
-            return deny(ctx, respond, user, "alert.ack", decision, target=target)
-        count, already_by = alerts.acknowledge(ctx, target, user)
-        safe_respond(respond, response_type="ephemeral", replace_original=False,
-                     **node_blocks.acknowledged_notice(count, already_by))
+        _acknowledge(ctx, body, respond, action_value(body))
 
     @app.action(SILENCE_ACTION)
     def silence(ack, body, respond):
         ack()
-        user, target = user_of(body), action_value(body)
         scope, duration = SILENCE_ACTION.match(body["actions"][0]["action_id"]).groups()
-        incidents = alerts.incidents_of(ctx, target)
-        where = incidents[0]["cluster"] if incidents else None
-        decision = ctx.access.may(user, "alert.silence")
-        if not decision:
-            return deny(ctx, respond, user, "alert.silence", decision, target=target, cluster=where)
-        info = alerts.silence(ctx, target, user, scope, parse_duration(duration))
-        if info is None:
+        _silence(ctx, body, respond, action_value(body), scope, duration)
+
+    @app.action(node_blocks.NODE_MENU)
+    def node_menu(ack, body, respond):
+        """A node's menu in a storm's reason reply: "<choice>:<incident id>"."""
+        ack()
+        choice, _, target = action_value(body).partition(":")
+        if choice == "ack":
+            return _acknowledge(ctx, body, respond, target)
+        chosen = SILENCE_ACTION.match(f"{node_blocks.SILENCE}_{choice[len('silence_'):]}")
+        if not choice.startswith("silence_") or chosen is None or chosen.group(1) != "node":
             return safe_respond(respond, response_type="ephemeral", replace_original=False,
-                                text=":grey_question: That alert is no longer in deckhand's database, so there is "
-                                     "nothing to silence. The next scan posts anything still wrong.")
-        safe_respond(respond, response_type="ephemeral", replace_original=False, **node_blocks.silenced_notice(info))
+                                text=":grey_question: deckhand does not know that menu choice; "
+                                     "use the buttons on the cluster's message instead.")
+        _silence(ctx, body, respond, target, "node", chosen.group(2))
+
+
+def _acknowledge(ctx: Context, body: dict, respond, target: str) -> None:
+    user = user_of(body)
+    decision = ctx.access.may(user, "alert.ack")
+    if not decision:
+        return deny(ctx, respond, user, "alert.ack", decision, target=target)
+    count, already_by = alerts.acknowledge(ctx, target, user)
+    safe_respond(respond, response_type="ephemeral", replace_original=False,
+                 **node_blocks.acknowledged_notice(count, already_by))
+
+
+def _silence(ctx: Context, body: dict, respond, target: str, scope: str, duration: str) -> None:
+    user = user_of(body)
+    incidents = alerts.incidents_of(ctx, target)
+    where = incidents[0]["cluster"] if incidents else None
+    decision = ctx.access.may(user, "alert.silence")
+    if not decision:
+        return deny(ctx, respond, user, "alert.silence", decision, target=target, cluster=where)
+    info = alerts.silence(ctx, target, user, scope, parse_duration(duration))
+    if info is None:
+        return safe_respond(respond, response_type="ephemeral", replace_original=False,
+                            text=":grey_question: That alert is no longer in deckhand's database, so there is "
+                                 "nothing to silence. The next scan posts anything still wrong.")
+    safe_respond(respond, response_type="ephemeral", replace_original=False, **node_blocks.silenced_notice(info))
 
 
 # -- /nodes [cluster] [node] | wave --------------------------------------------------------------------

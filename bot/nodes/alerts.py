@@ -4,16 +4,28 @@ A feature reports what it sees (`Finding`s); this module turns that into inciden
 messages in `channels.alerts`:
 
 - the first occurrence posts; later observations update the same message in place;
-- several new incidents of one cluster in one tick go out as ONE grouped message whose thread
-  holds a message per node (the channel sees one notification, not twenty);
-- a resolution turns the message resolved and adds a thread reply with how long it took;
+- a storm is grouped like Alertmanager's `group_by: [cluster, reason]`: when GROUP_AT or more new
+  incidents of one cluster arrive in one tick, the cluster gets ONE channel message (counts per
+  reason, Acknowledge all, Silence cluster) and in its thread ONE reply per reason listing the
+  nodes (per-node Acknowledge/Silence in each line's menu). While that group has open incidents,
+  new incidents of the cluster join it: a node that comes or goes edits the reason reply and the
+  group message in place, it never posts. Slack takes about one message per second per channel
+  (https://api.slack.com/methods/chat.postMessage#rate_limiting), so 400 NotReady nodes over 16
+  clusters are 32 posts (visible in ~32 s), not 416 (7 minutes, and a wall nobody reads);
+- a standalone incident's resolution turns its message resolved and adds a thread reply with how
+  long it took; a grouped one turns its line resolved;
 - acknowledgements and silences (per node or per cluster) are compare-and-set rows with an
   audit row in the same transaction; a silenced incident is still tracked and kept current
   but nothing new is posted for it.
 
+Cluster-wide incidents (unreachable API server, the storm breaker's "degraded") are never grouped:
+they are the headline, not a line in a list.
+
 The Block Kit lives in blocks/ (bot/ must not import it): `attach(ctx, renderer)` is called at
-wiring time with an object that has `incident(view)`, `group(view)` and `resolved_reply(view)`,
-each returning `{"text", "blocks"}`. Views are plain dicts built here.
+wiring time with an object that has `incident(view)`, `group(view)`, `reason_reply(view)` and
+`resolved_reply(view)`, each returning `{"text", "blocks"}`. Views are plain dicts built here.
+A grouped incident's `group_id` is its group message and its `message_id` the reason reply it is
+listed in (shared by every incident of that reason in the group).
 """
 from __future__ import annotations
 
@@ -235,37 +247,73 @@ def _show(ctx, db, cluster: str, announce: list[dict], changed: list[dict], ende
     now = ctx.now()
     postable = [r for r in announce if not _silence(db, cluster, r["node"], now)]
     held = len(announce) - len(postable)
+    groupable = [r for r in postable if r["node"] != CLUSTER_WIDE]
+    group_id = _open_group(db, cluster)
+    if group_id is None and len(groupable) >= GROUP_AT:
+        group_id = posting.create(ctx, db, "group", cluster, _render_group(ctx, db, groupable, now))
     groups: set[int] = set()
-    if len(postable) >= GROUP_AT:
-        group_id = posting.create(ctx, db, "group", cluster, _render_group(ctx, db, postable, now))
-        for row in postable:
-            db.execute("UPDATE incidents SET group_id = ? WHERE id = ?", [group_id, row["id"]])
-        groups.add(group_id)
+    reasons: set[tuple[int, str]] = set()  # (group message, reason) whose reply lists changed
     for row in postable:
-        row = _incident(db, row["id"])
-        parent = row["group_id"]
-        message_id = posting.create(ctx, db, "incident", cluster, _render(ctx, db, row, now), parent_id=parent)
-        db.execute("UPDATE incidents SET message_id = ? WHERE id = ?", [message_id, row["id"]])
         ctx.metrics.alerts.labels(kind=KIND, event="posted").inc()
+        if group_id is not None and row["node"] != CLUSTER_WIDE:
+            reply = _reason_message(db, group_id, row["reason"])
+            if reply is None:  # first of its reason in this group: the reply is posted once the group has a ts
+                db.execute("UPDATE incidents SET group_id = ? WHERE id = ?", [group_id, row["id"]])
+                reply = posting.create(ctx, db, "reason", cluster,
+                                       _render_reason(ctx, db, group_id, row["reason"], now), parent_id=group_id)
+            db.execute("UPDATE incidents SET group_id = ?, message_id = ? WHERE id = ?", [group_id, reply, row["id"]])
+            groups.add(group_id)
+            reasons.add((group_id, row["reason"]))
+            continue
+        message_id = posting.create(ctx, db, "incident", cluster, _render(ctx, db, _incident(db, row["id"]), now))
+        db.execute("UPDATE incidents SET message_id = ? WHERE id = ?", [message_id, row["id"]])
     updated = 0
     for row in changed + ended:
         row = _incident(db, row["id"])
+        if row["group_id"] and _is_reason_reply(db, row["message_id"]):
+            groups.add(row["group_id"])
+            reasons.add((row["group_id"], row["reason"]))
+            continue
         if row["message_id"] and posting.refresh(ctx, db, row["message_id"], _render(ctx, db, row, now)):
             updated += 1
             if row["state"] == "open":
                 ctx.metrics.alerts.labels(kind=KIND, event="updated").inc()
-        if row["group_id"]:
+        if row["group_id"]:  # a message from before grouping by reason: one per node in the group's thread
             groups.add(row["group_id"])
     for row in ended:
         row = _incident(db, row["id"])
         ctx.metrics.alerts.labels(kind=KIND, event="resolved").inc()
-        if row["message_id"] and not _silence(db, cluster, row["node"], now):
+        if row["message_id"] and not _is_reason_reply(db, row["message_id"]) \
+                and not _silence(db, cluster, row["node"], now):
             reply = _renderer(ctx, "resolved_reply", _view(db, row, now))
             posting.create(ctx, db, "reply", cluster, reply, parent_id=row["group_id"] or row["message_id"])
-    for group_id in sorted(groups):
-        members = [_incident(db, r["id"]) for r in db.query("SELECT id FROM incidents WHERE group_id = ?", [group_id])]
-        posting.refresh(ctx, db, group_id, _render_group(ctx, db, members, now))
+    for group, reason in sorted(reasons):
+        reply = _reason_message(db, group, reason)
+        if reply and posting.refresh(ctx, db, reply, _render_reason(ctx, db, group, reason, now)):
+            updated += 1
+    for group in sorted(groups):
+        members = [_incident(db, r["id"]) for r in db.query("SELECT id FROM incidents WHERE group_id = ?", [group])]
+        if posting.refresh(ctx, db, group, _render_group(ctx, db, members, now)):
+            updated += 1
     return {"posted": len(postable), "held": held, "updated": updated}
+
+
+def _open_group(db, cluster: str) -> int | None:
+    """The cluster's group message while it still lists an open incident (new ones join it)."""
+    rows = list(db.query("SELECT MAX(group_id) AS g FROM incidents WHERE kind = ? AND cluster = ? AND state = 'open' "
+                         "AND group_id IS NOT NULL", [KIND, cluster]))
+    return rows[0]["g"] if rows and rows[0]["g"] is not None else None
+
+
+def _reason_message(db, group_id: int, reason: str) -> int | None:
+    rows = list(db.query("SELECT i.message_id FROM incidents i JOIN alert_messages m ON m.id = i.message_id "
+                         "WHERE i.group_id = ? AND i.reason = ? AND m.kind = 'reason' LIMIT 1", [group_id, reason]))
+    return rows[0]["message_id"] if rows else None
+
+
+def _is_reason_reply(db, message_id: int | None) -> bool:
+    row = posting.message(db, message_id)
+    return bool(row) and row["kind"] == "reason"
 
 
 def _rerender(ctx, db, incident_ids: list[int]) -> None:
@@ -286,6 +334,18 @@ def _render_group(ctx, db, rows: list[dict], now: datetime) -> dict:
             "silenced": _silence_view(_silence(db, rows[0]["cluster"], CLUSTER_WIDE, now)),
             "acked_by": sorted({v["acked_by"] for v in views if v["acked_by"]})}
     return _renderer(ctx, "group", view)
+
+
+def _render_reason(ctx, db, group_id: int, reason: str, now: datetime) -> dict:
+    rows = list(db.query("SELECT * FROM incidents WHERE group_id = ? AND reason = ? ORDER BY node, id",
+                         [group_id, reason]))
+    first = list(db.query("SELECT MIN(id) AS id FROM incidents WHERE group_id = ?", [group_id]))[0]["id"]
+    views = [_view(db, r, now) for r in rows]
+    opened = [v for v in views if v["state"] == "open"]
+    view = {"cluster": rows[0]["cluster"], "reason": reason, "target": f"group:{first}",
+            "incidents": opened + [v for v in views if v["state"] != "open"], "open": len(opened), "total": len(views),
+            "state": "open" if opened else "resolved"}
+    return _renderer(ctx, "reason_reply", view)
 
 
 def _view(db, row: dict, now: datetime) -> dict:

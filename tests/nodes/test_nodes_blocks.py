@@ -94,6 +94,30 @@ def test_group_all_resolved_golden():
     assert_golden("nodes_group_resolved", nodes.group(group_view(3, resolved=3)))
 
 
+def reason_view(count: int, resolved: int = 0, acked: int = 0) -> dict:
+    items = [view(id=20 + n, target=str(20 + n), node=f"worker-{n:02d}", reason="not-ready", in_group=True,
+                  detail={**NOT_READY, "csrs": NOT_READY["csrs"] if n == 0 else []},
+                  failing_for="15m", acked_by="U0PAYDEV" if n < acked else None,
+                  state="resolved" if n >= count - resolved else "open",
+                  resolution="the node is Ready" if n >= count - resolved else None) for n in range(count)]
+    opened = count - resolved
+    return {"cluster": "prod-a", "reason": "not-ready", "target": "group:20", "incidents": items, "open": opened,
+            "total": count, "state": "open" if opened else "resolved"}
+
+
+def test_reason_reply_golden():
+    built = nodes.reason_reply(reason_view(4, resolved=1, acked=1))
+    built["silenced_line"] = nodes.reason_reply({**reason_view(1), "incidents": [
+        view(reason="not-ready", detail={"summary": "Ready is Unknown"}, silenced={
+            "until": "2026-11-20T16:00:00+00:00", "until_unix": UNIX + 4 * 3600, "by": "U0DEVOPS1",
+            "cluster_wide": False})]})["blocks"][1]
+    assert_golden("nodes_reason_reply", built)
+
+
+def test_reason_reply_over_20_nodes_golden():
+    assert_golden("nodes_reason_reply_more", nodes.reason_reply(reason_view(26, resolved=2)))
+
+
 def test_resolved_reply_golden():
     assert_golden("nodes_resolved_reply", nodes.resolved_reply(view(
         state="resolved", resolution="the node is Ready", failing_for="17m")))
@@ -119,7 +143,8 @@ def test_notices_golden():
         "nodes": [{"name": f"node-{n:04d}-with-a-long-name-for-the-limit", "ready": "Unknown", "reason": "NodeStatusUnknown"}
                   for n in range(500)]})),
     nodes.group(group_view(300, resolved=120)),
-], ids=["long log", "huge storm", "huge group"])
+    nodes.reason_reply(reason_view(500, resolved=120, acked=40)),
+], ids=["long log", "huge storm", "huge group", "huge reason reply"])
 def test_messages_stay_within_slack_limits(built):
     assert validate_message_blocks(built["blocks"]) == []
     assert len(built["blocks"]) <= 50
