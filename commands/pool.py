@@ -20,15 +20,20 @@ DevOps reply from 0.01 s to 9.9 s. Beyond the share a request is REFUSED with an
   node health); a request that waited behind its sender's own backlog would answer minutes late
   about a state the person has already moved past;
 - a queue per user is unbounded work a script or a stuck key can pile up (memory, and a backlog
-  that outlives the person's interest); a refusal costs one response_url post and nothing else;
+  that outlives the person's interest); a refusal costs nothing the others wait for;
 - the refusal arrives at once and says what to do (wait for an answer, then ask again), where a
   queued request leaves the person guessing whether it was lost.
 A share of 3 leaves room for what one person does by hand (a list, a click, a second list).
 
-The share is charged by the middleware `share_by_user` (`ListenerPool.middleware()`), registered last so it runs after Bolt's
-signature check and our own middleware (whose own submissions, such as persisting a delivery
-key, are not the user's listener and are never refused); `lane()` around Bolt's dispatch clears
-it, so nothing leaks to the next request served by the same thread.
+How: the middleware `share_by_user` (`ListenerPool.middleware()`, registered last, so it runs after
+Bolt's signature check and our own middleware) reserves a slot for the request's user, or refuses
+it right there: a slash command's refusal IS its ack (Slack shows the body of a command's HTTP 200
+to the person who typed it, https://api.slack.com/interactivity/slash-commands#responding_immediate_response),
+so it costs no call and no thread; a click's goes to its response_url from one small notice thread,
+never from a request thread and never from the listener pool the others are waiting for. The
+listener Bolt then submits uses the reservation; `lane()` around Bolt's dispatch gives back a
+reservation no listener used (no listener matched), so nothing leaks to the next request. Our own
+middleware's submissions (persisting a delivery key) come before the reservation and are not charged.
 """
 from __future__ import annotations
 
@@ -39,31 +44,37 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from slack_bolt import BoltResponse
+
 from blocks.common import escape
 
 log = logging.getLogger("deckhand.commands")
 
 SHARE = 3
+NOTICE_BACKLOG = 50  # click refusals waiting to be sent; beyond this a flood's refusals are not told
 _lane = threading.local()
 
 
 @dataclass
 class Owner:
-    """Who a listener call is charged to, what it is (for the refusal text), how to tell them."""
+    """Who a listener call is charged to and what it is (for the refusal text)."""
 
     user: str
     name: str
-    refused: Callable[[str], None] | None = None  # called off the request thread with the text
 
 
 @contextmanager
 def lane(urgent: bool = False) -> Iterator[None]:
-    """Around one Bolt dispatch: `urgent` for modal submissions; no owner until the middleware sets one."""
-    _lane.urgent, _lane.owner = urgent, None
+    """Around one Bolt dispatch: `urgent` for modal submissions. A reservation made by the
+    middleware and not used by a listener (nothing matched) is given back at the end."""
+    _lane.urgent, _lane.owner, _lane.pool = urgent, None, None
     try:
         yield
     finally:
-        _lane.urgent, _lane.owner = False, None
+        owner, pool = getattr(_lane, "owner", None), getattr(_lane, "pool", None)
+        _lane.urgent, _lane.owner, _lane.pool = False, None, None
+        if owner is not None and pool is not None:
+            pool._release(owner)
 
 
 def refusal_text(running: list[str]) -> str:
@@ -78,6 +89,8 @@ class ListenerPool(Executor):
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener")
         self.share = share
         self._admitted: dict[str, list[str]] = {}  # user -> names of their calls admitted and not finished
+        self._notices = ThreadPoolExecutor(max_workers=1, thread_name_prefix="share-notice")
+        self._notices_waiting = 0
         self._urgent: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -86,64 +99,86 @@ class ListenerPool(Executor):
         with self._lock:
             return list(self._admitted.get(user, ()))
 
+    # -- the share ---------------------------------------------------------------------------------
+    def _admit(self, owner: Owner) -> list[str] | None:
+        """Reserve a slot for `owner`; None when admitted, else what they already have running."""
+        with self._lock:
+            mine = self._admitted.setdefault(owner.user, [])
+            if len(mine) >= self.share:
+                return list(mine)
+            mine.append(owner.name)
+            return None
+
+    def _release(self, owner: Owner) -> None:
+        with self._lock:
+            mine = self._admitted.get(owner.user, [])
+            if owner.name in mine:
+                mine.remove(owner.name)
+            if not mine:
+                self._admitted.pop(owner.user, None)
+
+    def middleware(self) -> Callable:
+        """The Bolt middleware `share_by_user` (register it last). A plain function: Bolt fills
+        middleware arguments by name."""
+
+        def share_by_user(req, resp, next):  # noqa: A002 - Bolt's names
+            body = req.body or {}
+            user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
+            if not user or body.get("type") == "view_submission":  # modals: the urgent lane, human-paced
+                return next()
+            owner = Owner(str(user), _name(body))
+            running = self._admit(owner)
+            if running is None:
+                _lane.owner, _lane.pool = owner, self
+                return next()
+            text = refusal_text(running)
+            if body.get("command"):
+                return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+            respond = getattr(req.context, "respond", None)
+            if respond is not None and (body.get("response_url") or body.get("response_urls")):
+                self._tell(lambda: respond(response_type="ephemeral", replace_original=False, text=text))
+            return BoltResponse(status=200, body="")
+
+        return share_by_user
+
+    def _tell(self, send: Callable[[], Any]) -> None:
+        """Send a click's refusal from the notice thread; a flood of them is cut off, not queued."""
+        with self._lock:
+            if self._notices_waiting >= NOTICE_BACKLOG or self._closed:
+                return
+            self._notices_waiting += 1
+
+        def run() -> None:
+            try:
+                send()
+            except Exception as exc:  # a dead response_url must not surface as an unhandled error
+                log.info("could not send a share refusal: %s", exc)
+            finally:
+                with self._lock:
+                    self._notices_waiting -= 1
+
+        self._notices.submit(run)
+
+    # -- Executor ----------------------------------------------------------------------------------
     def submit(self, fn, /, *args, **kwargs) -> Future:
         if getattr(_lane, "urgent", False):
             return self._start_urgent(fn, *args, **kwargs)
         owner = getattr(_lane, "owner", None)
         if owner is None:
             return self.pool.submit(fn, *args, **kwargs)
-        _lane.owner = None  # one listener per request; anything else this thread submits is not charged
-        with self._lock:
-            mine = self._admitted.setdefault(owner.user, [])
-            if len(mine) >= self.share:
-                text = refusal_text(mine)
-                refused = True
-            else:
-                mine.append(owner.name)
-                refused = False
-        if refused:
-            log.info("refused %s for %s: %d requests of theirs still running", owner.name, owner.user, self.share)
-            if owner.refused is not None:
-                self.pool.submit(_quietly, owner.refused, text)  # a network call: never on the request thread
-            done: Future = Future()
-            done.set_result(None)
-            return done
+        _lane.owner = None  # the reservation is this listener's; anything else submitted is not charged
 
         def charged() -> Any:
             try:
                 return fn(*args, **kwargs)
             finally:
-                with self._lock:
-                    mine = self._admitted.get(owner.user, [])
-                    if owner.name in mine:
-                        mine.remove(owner.name)
-                    if not mine:
-                        self._admitted.pop(owner.user, None)
+                self._release(owner)
 
         try:
             return self.pool.submit(charged)
         except BaseException:
-            with self._lock:
-                self._admitted.get(owner.user, [owner.name]).remove(owner.name)
+            self._release(owner)
             raise
-
-    def middleware(self) -> Callable:
-        """The Bolt middleware `share_by_user` (register it last): charge the listener this request is
-        about to queue to its user. A plain function: Bolt fills middleware arguments by name."""
-
-        def share_by_user(req, resp, next):  # noqa: A002 - Bolt's names
-            body = req.body or {}
-            user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
-            if user and body.get("type") != "view_submission":
-                respond = getattr(req.context, "respond", None)
-                notify = None
-                if respond is not None and (body.get("response_url") or body.get("response_urls")):
-                    def notify(text: str, respond=respond) -> None:
-                        respond(response_type="ephemeral", replace_original=False, text=text)
-                _lane.owner = Owner(str(user), _name(body), notify)
-            return next()
-
-        return share_by_user
 
     def _start_urgent(self, fn, *args, **kwargs) -> Future:
         future: Future = Future()
@@ -171,6 +206,7 @@ class ListenerPool(Executor):
             self._closed = True
             urgent_threads = list(self._urgent)
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._notices.shutdown(wait=wait, cancel_futures=cancel_futures)
         if wait:
             for thread in urgent_threads:
                 thread.join()
@@ -186,10 +222,3 @@ def _name(body: dict) -> str:
         label = ((action.get("text") or {}).get("text") or action.get("action_id") or "a button")
         return f"{label} button"[:60]
     return (body.get("event") or {}).get("type") or body.get("type") or "request"
-
-
-def _quietly(fn: Callable[[str], None], text: str) -> None:
-    try:
-        fn(text)
-    except Exception as exc:  # a dead response_url must not surface as an unhandled pool error
-        log.info("could not send the refusal: %s", exc)
