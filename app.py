@@ -72,9 +72,9 @@ class DeckhandApp(App):
         if req.context.response_url:
             req.context["respond"] = CheckedRespond(req.context.response_url, self._ctx.secrets.slack_api_url)
         body = req.body or {}
-        # commands/pool.py: a modal's ack must not queue behind slow work (urgent lane); the
-        # per-user share charged by the last middleware ends with this request.
-        with lane(urgent=body.get("type") == "view_submission"):
+        # commands/pool.py: the last middleware puts the listener on its lane (a modal's ack must
+        # not queue behind slow work; everyone else's share of the pool); the lane ends here.
+        with lane():
             response = super().dispatch(req)
         kind, name = commands.request_name(body, self.names)
         status = getattr(response, "status", 200) or 200

@@ -32,13 +32,13 @@ from bench.backends import (  # noqa: E402 - re-exported for benchmark modules
     Backends, BotProcess, SlowPrometheus, cluster_entry, in_process_bot, write_config,
 )
 from bench.load import Sent, SignedRequest, request_builder, send_all, wait_quiet  # noqa: E402
-from tests.harness import BOT_TOKEN, DEVOPS, OUTSIDER, PAY_DEV, SIGNING_SECRET, FakeClock  # noqa: E402
+from tests.harness import BOT_TOKEN, DEVOPS, DEVOPS2, OUTSIDER, PAY_DEV, PAY_DEV2, SIGNING_SECRET, FakeClock  # noqa: E402
 
 __all__ = [
     "ROOT", "Options", "Result", "benchmark", "BENCHMARKS", "percentile", "summarize", "Scaling", "Step",
     "format_calls", "format_table", "machine_info", "log",
     "Backends", "BotProcess", "SlowPrometheus", "cluster_entry", "write_config", "in_process_bot", "FakeClock",
-    "DEVOPS", "OUTSIDER", "PAY_DEV", "SIGNING_SECRET", "BOT_TOKEN",
+    "DEVOPS", "DEVOPS2", "OUTSIDER", "PAY_DEV", "PAY_DEV2", "SIGNING_SECRET", "BOT_TOKEN",
     "SignedRequest", "Sent", "request_builder", "send_all", "wait_quiet",
 ]
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 
 from bench.common import BENCHMARKS, DEFAULT_SIZES, Options, Result, format_table, log, machine_info, write_results  # noqa: E402
 
-HELPERS = {"run", "common", "backends", "load", "fleet", "profiled_app"}
+HELPERS = {"run", "common", "backends", "load", "fleet", "profiled_app", "bare_app", "unshared_app"}
 
 
 def discover() -> list[Result]:

@@ -9,7 +9,10 @@ waits in the queue — past Slack's 3-second limit under load. So:
 - slash commands and button clicks are acked by middleware before the listener is queued (their
   listeners never put anything in the ack), and their work queues on the bounded pool;
 - modal submissions must answer in the ack (`response_action: errors/update`), so each starts at
-  once on its own thread ("urgent" lane): they are human-paced, and a slow one cannot hold up another.
+  once on a thread of its own lane ("urgent": up to URGENT_THREADS at once, kept warm, because
+  starting a thread per submission cost ~10 ms of the ack under load): they are human-paced, and a
+  slow one cannot hold up another. Only the listener takes that lane, not what our middleware
+  submits on the way (persisting a delivery key), which the middleware that marks the lane follows.
 
 Per-user share. Each user may have at most `share` listener calls admitted to the pool (running
 or waiting for a thread) at once. With 8 workers and a share of 3, one person firing 100 commands
@@ -51,6 +54,7 @@ from blocks.common import escape
 log = logging.getLogger("deckhand.commands")
 
 SHARE = 3
+URGENT_THREADS = 64  # modal submissions running at once; human-paced, so never reached in practice
 NOTICE_BACKLOG = 50  # click refusals waiting to be sent; beyond this a flood's refusals are not told
 _lane = threading.local()
 
@@ -64,10 +68,10 @@ class Owner:
 
 
 @contextmanager
-def lane(urgent: bool = False) -> Iterator[None]:
-    """Around one Bolt dispatch: `urgent` for modal submissions. A reservation made by the
-    middleware and not used by a listener (nothing matched) is given back at the end."""
-    _lane.urgent, _lane.owner, _lane.pool = urgent, None, None
+def lane() -> Iterator[None]:
+    """Around one Bolt dispatch. The middleware marks the lane (urgent, or charged to a user); a
+    reservation not used by a listener (nothing matched) is given back at the end."""
+    _lane.urgent, _lane.owner, _lane.pool = False, None, None
     try:
         yield
     finally:
@@ -89,9 +93,9 @@ class ListenerPool(Executor):
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener")
         self.share = share
         self._admitted: dict[str, list[str]] = {}  # user -> names of their calls admitted and not finished
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_THREADS, thread_name_prefix="listener-urgent")
         self._notices = ThreadPoolExecutor(max_workers=1, thread_name_prefix="share-notice")
         self._notices_waiting = 0
-        self._urgent: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -123,8 +127,11 @@ class ListenerPool(Executor):
 
         def share_by_user(req, resp, next):  # noqa: A002 - Bolt's names
             body = req.body or {}
+            if body.get("type") == "view_submission":  # the urgent lane: human-paced, answered in the ack
+                _lane.urgent = True
+                return next()
             user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
-            if not user or body.get("type") == "view_submission":  # modals: the urgent lane, human-paced
+            if not user:
                 return next()
             owner = Owner(str(user), _name(body))
             running = self._admit(owner)
@@ -162,7 +169,8 @@ class ListenerPool(Executor):
     # -- Executor ----------------------------------------------------------------------------------
     def submit(self, fn, /, *args, **kwargs) -> Future:
         if getattr(_lane, "urgent", False):
-            return self._start_urgent(fn, *args, **kwargs)
+            _lane.urgent = False  # the listener's; anything else submitted goes the usual way
+            return self._urgent.submit(fn, *args, **kwargs)
         owner = getattr(_lane, "owner", None)
         if owner is None:
             return self.pool.submit(fn, *args, **kwargs)
@@ -180,36 +188,12 @@ class ListenerPool(Executor):
             self._release(owner)
             raise
 
-    def _start_urgent(self, fn, *args, **kwargs) -> Future:
-        future: Future = Future()
-
-        def run() -> None:
-            try:
-                if future.set_running_or_notify_cancel():
-                    future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:  # delivered to whoever waits on the future
-                future.set_exception(exc)
-            finally:
-                with self._lock:
-                    self._urgent.discard(threading.current_thread())
-
-        thread = threading.Thread(target=run, name="listener-urgent", daemon=True)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            self._urgent.add(thread)
-        thread.start()
-        return future
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._closed = True
-            urgent_threads = list(self._urgent)
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._urgent.shutdown(wait=wait, cancel_futures=cancel_futures)
         self._notices.shutdown(wait=wait, cancel_futures=cancel_futures)
-        if wait:
-            for thread in urgent_threads:
-                thread.join()
 
 
 def _name(body: dict) -> str:
