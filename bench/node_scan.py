@@ -172,7 +172,8 @@ def _drain_until_visible(ctx, slack, limit: float = STORM_LIMIT) -> dict:
     shown: dict[str, int] = {}
     for message in slack.messages("C0ALERTS").values():
         for reply in message.get("replies", []):
-            text = " ".join(b.get("text", {}).get("text", "") for b in reply.get("blocks") or [])
+            text = " ".join([b.get("text", {}).get("text", "") for b in reply.get("blocks") or []]
+                            + [e.get("text", "") for b in reply.get("blocks") or [] for e in b.get("elements", [])])
             cluster = re.search(r"in `(cluster-\d+)`", text)
             if not cluster:
                 continue

@@ -179,6 +179,10 @@ class Outbox:
         self._last_sent[channel] = time.monotonic()
         try:
             response = self.client.api_call(row["method"], json=payload)
+            # Pace from the answer, not the request: Slack counts when a call arrives, and a next call
+            # started exactly min_interval after the previous one STARTED can arrive within Slack's
+            # second (network jitter) and be answered 429 (bench/node_scan.py storm: every other call).
+            self._last_sent[channel] = time.monotonic()
         except SlackApiError as exc:
             error = str(exc.response.get("error", "")) if exc.response is not None else "unknown"
             status = exc.response.status_code if exc.response is not None else 0
