@@ -11,6 +11,7 @@ cluster, peak RSS < 300 MB.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.error
@@ -107,6 +108,7 @@ def idle_scan_fleet(opts: Options) -> list[Result]:
                 startup = bot.memory()
                 kube.clear_requests()
                 url = slack.response_url("C0OPS", None, DEVOPS)
+                cpu_before = bot.cpu_seconds()
                 started = time.perf_counter()
                 answer = bot.sender.command("/ops", "run idle-scan", user_id=DEVOPS, channel_id="C0OPS",
                                             response_url=url)
@@ -116,6 +118,7 @@ def idle_scan_fleet(opts: Options) -> list[Result]:
                     replies = slack.responses_to(url)
                     time.sleep(0.02)
                 seconds = time.perf_counter() - started
+                bot_cpu = bot.cpu_seconds() - cpu_before
                 after = bot.memory()
                 wait_quiet(backends.request_counts, quiet=1.5, limit=60)  # the digests it queued
                 peak = bot.memory()
@@ -125,7 +128,7 @@ def idle_scan_fleet(opts: Options) -> list[Result]:
         kube_calls = len(kube.requests)
 
     outcome = replies[-1].get("text", "") if len(replies) >= 2 else f"no outcome within {SCAN_TIMEOUT:.0f}s"
-    log(f"idle-scan-fleet: {fleet} in {seconds:.1f}s; RSS {startup} -> {after} -> {peak}; {outcome[:300]}")
+    log(f"idle-scan-fleet: {fleet} in {seconds:.1f}s (bot CPU {bot_cpu:.1f}s, load {os.getloadavg()}); RSS {startup} -> {after} -> {peak}; {outcome[:300]}")
     queries = {name: proxy.queries for name, proxy in proxies.items()}
     idle_expected = sum(1 for i in range(per_cluster) if i % 10 >= round(BUSY_RATIO * 10))
     problems = []
@@ -136,6 +139,7 @@ def idle_scan_fleet(opts: Options) -> list[Result]:
         problems.append(f"{found} of {CLUSTERS} clusters report {idle_expected} idle services")
     details = {"clusters": CLUSTERS, "services_per_cluster": per_cluster, "outcome": outcome[:2000],
                "promql_per_cluster": queries, "kubernetes_requests": kube_calls,
+               "bot_cpu_seconds": round(bot_cpu, 2), "load_average": os.getloadavg(),
                "rss_mb": {"startup": startup, "after_scan": after, "after_digests": peak}}
     time_row = Result.below(f"idle scan, {fleet} (wall)", round(seconds, 2), "s", TARGET_SECONDS,
                             calls={"promql": sum(queries.values()), "kubernetes": kube_calls}, details=details)
