@@ -87,7 +87,7 @@ def run(ctx: Context) -> str:
         lines.append(scan.summary())
         _track_outage(ctx, scan)
         if scan.skipped:
-            not_scanned.append((name, f"metrics unavailable: {scan.skipped_reason}"))
+            not_scanned.append((cluster.name, f"metrics unavailable: {scan.skipped_reason}"))
 
     plan = idle_store.plan(ctx, scans, at)
     left = 0
