@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+import queue
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -55,6 +56,7 @@ log = logging.getLogger("deckhand.commands")
 
 SHARE = 3
 URGENT_THREADS = 64  # modal submissions running at once; human-paced, so never reached in practice
+URGENT_WARM = 4  # urgent threads started up front; more start only when all of them are busy
 NOTICE_BACKLOG = 50  # click refusals waiting to be sent; beyond this a flood's refusals are not told
 _lane = threading.local()
 
@@ -90,11 +92,11 @@ def refusal_text(running: list[str]) -> str:
 
 class ListenerPool(Executor):
     def __init__(self, workers: int = 32, share: int = SHARE):
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener")
+        self.pool = Workers(workers, "listener", start=workers)
         self.share = share
         self._admitted: dict[str, list[str]] = {}  # user -> names of their calls admitted and not finished
-        self._urgent = ThreadPoolExecutor(max_workers=URGENT_THREADS, thread_name_prefix="listener-urgent")
-        self._notices = ThreadPoolExecutor(max_workers=1, thread_name_prefix="share-notice")
+        self._urgent = Workers(URGENT_THREADS, "listener-urgent", start=URGENT_WARM)
+        self._notices = Workers(1, "share-notice", start=1)
         self._notices_waiting = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -194,6 +196,77 @@ class ListenerPool(Executor):
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
         self._urgent.shutdown(wait=wait, cancel_futures=cancel_futures)
         self._notices.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class Workers:
+    """Threads taking work from one queue, started up front (and grown, up to `size`, only when every
+    one is busy). Not concurrent.futures.ThreadPoolExecutor: its submit() holds a lock shared by every
+    executor in the process (`_global_shutdown_lock`) while it starts a thread, so a listener that
+    runs a short-lived executor of its own (a fleet-wide lookup, a canary discovery) stalled every ack
+    waiting to submit behind it (bench/profiled_app.py: 64 % of the HTTP threads' busy time)."""
+
+    def __init__(self, size: int, name: str, start: int):
+        self._work_queue: queue.SimpleQueue = queue.SimpleQueue()  # the name bench/profiled_app.py reads
+        self._size, self._name = size, name
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(start):
+            self._grow()
+
+    def _grow(self) -> None:
+        thread = threading.Thread(target=self._run, name=f"{self._name}_{len(self._threads)}", daemon=True)
+        self._threads.append(thread)
+        self._idle += 1
+        thread.start()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._idle == 0 and len(self._threads) < self._size:
+                self._grow()
+            self._idle -= 1  # taken by this item (the count goes negative while items wait)
+        self._work_queue.put((future, fn, args, kwargs))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._work_queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as exc:  # delivered to whoever waits on the future
+                        future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._work_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._work_queue.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
 
 
 def _name(body: dict) -> str:
