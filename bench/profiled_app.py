@@ -89,6 +89,8 @@ def _describe(group: str, stack: list[tuple[str, str]]) -> str | None:
         after = names.index("_worker") + 1
         if after >= len(names) or files[after].endswith("queue.py"):
             return None
+    if group == "listener" and names and names[-1] == "_run" and files[-1].endswith("commands/pool.py"):
+        return None  # commands/pool.Workers waiting on its queue (SimpleQueue.get is C: no frame of its own)
     if group == "http" and "handler_thread" in names:
         after = names.index("handler_thread") + 1
         if after >= len(names) or files[after].endswith("threading.py"):
