@@ -107,7 +107,7 @@ def fairness(opts: Options) -> list[Result]:
     def ratio(run: dict) -> float | None:
         return round(run["flood"]["p99"] / run["quiet"]["p99"], 2) if run["quiet"]["p99"] else None
 
-    common = {"others": len(OTHERS), "commands_per_other": OTHERS_PER_USER, "flood": FLOOD,
+    common = {"others": len(OTHERS), "commands_per_other": OTHERS_PER_USER, "flood_commands": FLOOD,
               "backend_latency_s": latency}
     return [
         Result("fairness: others' answer p99, quiet", shared["quiet"]["p99"], "ms",
