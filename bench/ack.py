@@ -252,6 +252,48 @@ def profile(opts: Options, backends: Backends, config: str, listeners: dict[str,
             "profiled": summarize(s.seconds for s in sent["profiled"]["mixed"] if s.seconds)}
 
 
+def socket_mode_rows(opts: Options, backends: Backends, config: str, listeners: dict[str, list[str]],
+                     per_phase: dict[str, int]) -> list[Result]:
+    """The same phases over Socket Mode: `python app.py` with SLACK_APP_TOKEN connects to the Slack
+    fake's Socket Mode gateway; each request's body goes as an envelope, timed from sending it to the
+    app's envelope ack (what Slack waits for)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fakes.slack import SocketModeGateway, SocketModeSender
+
+    gateway = SocketModeGateway(backends.slack).start()
+    rows: list[Result] = []
+    try:
+        env = {"SLACK_APP_TOKEN": gateway.app_token, "SLACK_SIGNING_SECRET": ""}
+        with BotProcess(opts.workdir / "socket-bot", config, backends.slack, env=env) as bot:
+            gateway.wait_for_connections(1, timeout=30)
+            sender = SocketModeSender(gateway, timeout=10)
+            builder = request_builder("http://socket-mode.invalid", SIGNING_SECRET, backends.slack)
+            for phase in PHASES:
+                requests = build_requests(builder, phase, per_phase[phase], listeners)
+                log(f"ack: {len(requests)} {phase} envelopes over Socket Mode, {opts.concurrency} at a time")
+
+                def send(request):
+                    try:
+                        answer = sender.raw(request.body, content_type=request.headers.get("Content-Type"))
+                        return answer.ack.elapsed
+                    except AssertionError:  # AckTimeout: no ack within 10 s
+                        return None
+
+                with ThreadPoolExecutor(max_workers=opts.concurrency) as pool:
+                    elapsed = list(pool.map(send, requests))
+                acked = [e for e in elapsed if e is not None]
+                stats = summarize(acked)
+                wait_quiet(backends.request_counts, quiet=opts.backend_latency + 1.5, limit=DRAIN_SECONDS)
+                details = {**stats, "unacked": len(elapsed) - len(acked)}
+                rows.append(Result(f"ack over Socket Mode {LABELS[phase]} p50", stats["p50"], "ms",
+                                   details={"n": stats["n"]}))
+                rows.append(Result(f"ack over Socket Mode {LABELS[phase]} p99", stats["p99"], "ms", details=details))
+    finally:
+        gateway.stop()
+    return rows
+
+
 LABELS = {"command": "slash commands", "button": "button clicks", "modal": "modal submissions", "mixed": "mixed"}
 
 
@@ -291,6 +333,7 @@ def ack_latency(opts: Options) -> list[Result]:
         baseline = [s for phase in PHASES for s in theirs[phase]]
         total_calls = {k: sum(c.get(k, 0) for c in calls["deckhand"].values()) for k in calls["deckhand"][PHASES[0]]}
         rows += phase_rows("overall", everything, listeners, total_calls, bare=baseline)
+        rows += socket_mode_rows(opts, backends, config, listeners, per_phase)
         for row in rows:
             row.details.update({"backend_latency_s": latency, "concurrency": opts.concurrency,
                                 "registered": listeners, "users": len(USERS)})

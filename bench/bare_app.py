@@ -1,14 +1,16 @@
 """`python bench/bare_app.py`: the limit deckhand's ack latency is measured against.
 
 A bare slack-bolt App on the same server stack as `python app.py` serves it: Flask with Bolt's
-Flask adapter at POST /slack/events, waitress with the same thread count and settings (app.serve),
+Flask adapter at POST /slack/events, waitress with the same thread count and limits (the very
+listeners app.serve builds, bot/foundation/serving.create_listeners: PORT and HEALTH_PORT),
 a listener executor of the same size (app.build_bolt's 8 workers), signature verification on,
 authorization answered once at start (as app.warm_authorization does). Its listeners only ack():
 every slash command, every action_id and every callback_id. Whatever it costs to answer is what
 Bolt, Flask and waitress cost on this machine at this moment; deckhand's own share is the rest.
 
 Environment: HOST, PORT, HTTP_THREADS, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN, SLACK_API_URL
-(the same variables BotProcess sets for app.py). GET /healthz answers 200 so BotProcess can wait on it.
+(the same variables BotProcess sets for app.py). GET /healthz on HEALTH_PORT answers 200 so
+BotProcess can wait on it.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import re
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from flask import Flask, request
 from slack_bolt import App
@@ -52,23 +55,27 @@ def build() -> Flask:
     web = Flask("bare")
     handler = SlackRequestHandler(bolt)
     web.add_url_rule("/slack/events", "slack_events", lambda: handler.handle(request), methods=["POST"])
-    web.add_url_rule("/healthz", "healthz", lambda: ("ok", 200), methods=["GET"])
     return web
 
 
 def main() -> int:
-    from waitress import create_server
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bot.foundation.serving import create_listeners
 
     logging.basicConfig(level=logging.WARNING)
-    server = create_server(build(), host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]),
-                           threads=int(os.environ.get("HTTP_THREADS", "8")), ident="bare",
-                           channel_timeout=30, clear_untrusted_proxy_headers=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
-    signal.signal(signal.SIGINT, lambda *_: server.close())
+    health = Flask("bare-health")
+    health.add_url_rule("/healthz", "healthz", lambda: ("ok", 200), methods=["GET"])
+    listeners = create_listeners(build(), health, host=os.environ.get("HOST", "127.0.0.1"),
+                                 port=int(os.environ["PORT"]), health_port=int(os.environ["HEALTH_PORT"]),
+                                 threads=int(os.environ.get("HTTP_THREADS", "8")))
+    signal.signal(signal.SIGTERM, lambda *_: listeners.close_main())
+    signal.signal(signal.SIGINT, lambda *_: listeners.close_main())
     try:
-        server.run()
+        listeners.serve()
     except (OSError, ValueError):
         pass
+    finally:
+        listeners.close(timeout=5)
     return 0
 
 
