@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEVOPS, DEVOPS2, PAY_DEV, PAY_DEV2, SIGNING_SECRET, Backends, BotProcess, Options, Result, Sent, benchmark, cluster_entry, log,
-    request_builder, send_all, summarize, wait_quiet, write_config,
+    DEVOPS, DEVOPS2, PAY_DEV, PAY_DEV2, SIGNING_SECRET, Backends, BotProcess, Options, Result, Sent, benchmark, log,
+    request_builder, send_all, summarize, wait_quiet,
 )
-from bench.fleet import seed_services
+from bench.fleet import slow_world
 from bench.load import LoadProcess
 
 TARGET_MS = 50.0
@@ -301,14 +301,7 @@ LABELS = {"command": "slash commands", "button": "button clicks", "modal": "moda
 def ack_latency(opts: Options) -> list[Result]:
     latency = opts.backend_latency
     with Backends(opts.workdir) as backends:
-        slack = backends.slack_fake(latency=latency)
-        kube = backends.kube_fake(latency=latency)
-        seed_services(kube, 20)
-        github = backends.github_fake(latency=latency)
-        prometheus = backends.slow_prometheus(delay=latency)
-        kubeconfig = backends.kubeconfig({"prod-a": kube})
-        config = write_config(opts.workdir / "deckhand.yaml", [cluster_entry("prod-a", kubeconfig, prometheus.url)],
-                              github.url)
+        slack, config = slow_world(opts, backends, latency)
         listeners = registered_listeners(config, opts.workdir, slack.api_url)
         log(f"ack: registered action_ids {listeners['actions'] or 'none'}; callback_ids {listeners['views'] or 'none'}")
         quarter = opts.requests // 4

@@ -20,10 +20,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import (
-    DEVOPS, DEVOPS2, PAY_DEV2, SIGNING_SECRET, Backends, BotProcess, Options, Result, benchmark, cluster_entry, log,
-    request_builder, send_all, summarize, wait_quiet, write_config,
+    DEVOPS, DEVOPS2, PAY_DEV2, SIGNING_SECRET, Backends, BotProcess, Options, Result, benchmark, log,
+    request_builder, send_all, summarize, wait_quiet,
 )
-from bench.fleet import seed_services
+from bench.fleet import slow_world
 
 OTHERS = (DEVOPS, DEVOPS2, PAY_DEV2, "U0OTHER01")
 OTHERS_PER_USER = 10
@@ -93,14 +93,7 @@ def measure(opts: Options, backends: Backends, config: str, script: str, label: 
 def fairness(opts: Options) -> list[Result]:
     latency = opts.backend_latency
     with Backends(opts.workdir) as backends:
-        slack = backends.slack_fake(latency=latency)
-        kube = backends.kube_fake(latency=latency)
-        seed_services(kube, 20)
-        github = backends.github_fake(latency=latency)
-        prometheus = backends.slow_prometheus(delay=latency)
-        kubeconfig = backends.kubeconfig({"prod-a": kube})
-        config = write_config(opts.workdir / "deckhand.yaml", [cluster_entry("prod-a", kubeconfig, prometheus.url)],
-                              github.url)
+        slack, config = slow_world(opts, backends, latency)
         shared = measure(opts, backends, config, "app.py", "per-user share")
         unshared = measure(opts, backends, config, "bench/unshared_app.py", "no share")
 

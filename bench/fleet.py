@@ -104,3 +104,19 @@ def istio_traffic(services: Iterable[FleetService], busy_ratio: float = 0.6, win
             metrics.http(svc.name, svc.namespace, src_workload="frontend", src_namespace="web", rps=0.5,
                          histogram=False)
     return metrics
+
+
+def slow_world(opts, backends, latency: float):
+    """The ack and fairness benchmarks' world: every backend `latency` seconds slow, one cluster with 20
+    services. Returns (the Slack fake, the config path)."""
+    from bench.backends import cluster_entry, write_config
+
+    slack = backends.slack_fake(latency=latency)
+    kube = backends.kube_fake(latency=latency)
+    seed_services(kube, 20)
+    github = backends.github_fake(latency=latency)
+    prometheus = backends.slow_prometheus(delay=latency)
+    kubeconfig = backends.kubeconfig({"prod-a": kube})
+    config = write_config(opts.workdir / "deckhand.yaml", [cluster_entry("prod-a", kubeconfig, prometheus.url)],
+                          github.url)
+    return slack, config

@@ -14,17 +14,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from demo.world import stamp
+from tests.fakes.kube.samples import KUBELET_CSR_NODE_9
 
-# A real PKCS#10 request (openssl req -subj "/O=system:nodes/CN=system:node:node-9"), as kubelet sends.
-NODE_9_CSR = """-----BEGIN CERTIFICATE REQUEST-----
-MIHwMIGWAgEAMDQxFTATBgNVBAoMDHN5c3RlbTpub2RlczEbMBkGA1UEAwwSc3lz
-dGVtOm5vZGU6bm9kZS05MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElt+tVoNm
-jexy70BGgMQvCQkIJxQIC6Puom5165LH7fBmXWDBVZt+Ye2j6T6eFsEEdwQXdmCj
-gFnqBLfY8EIr7qAAMAoGCCqGSM49BAMCA0kAMEYCIQC80fdgC+GHQR+Ay7Bl3rEI
-VUCl6aaYxM6jIOvhvuzuMQIhAOEWlNCV+EkcyVn25noXnOju/Zc2GRIdqpiWMF3+
-4XEu
------END CERTIFICATE REQUEST-----
-"""
 
 JOIN_LOG_TAIL = """[preflight] Running pre-flight checks
 [preflight] Reading configuration from the cluster...
@@ -62,7 +53,7 @@ def prod_a(now: datetime) -> list[dict]:
          "metadata": {"name": "csr-node-9-serving", "creationTimestamp": stamp(now - timedelta(minutes=40))},
          "spec": {"signerName": "kubernetes.io/kubelet-serving", "usages": ["digital signature", "server auth"],
                   "username": "system:node:node-9", "groups": ["system:nodes"],
-                  "request": base64.b64encode(NODE_9_CSR.encode()).decode()},
+                  "request": base64.b64encode(KUBELET_CSR_NODE_9.encode()).decode()},
          "status": {}},
     ]
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import requests
 
 from bot.nodes.reports import sign
+from tests.fakes.kube.samples import KUBELET_CSR_NODE_9
 from tests.harness import HOOK_SECRET
 
 ALERTS = "C0ALERTS"
@@ -73,16 +74,7 @@ def starting(name: str, now: datetime, *, age: timedelta) -> dict:
                 taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
 
 
-# A real PKCS#10 request (openssl req -subj "/O=system:nodes/CN=system:node:node-9"), as kubelet bootstrap sends.
-BOOTSTRAP_REQUEST_PEM = """-----BEGIN CERTIFICATE REQUEST-----
-MIHwMIGWAgEAMDQxFTATBgNVBAoMDHN5c3RlbTpub2RlczEbMBkGA1UEAwwSc3lz
-dGVtOm5vZGU6bm9kZS05MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElt+tVoNm
-jexy70BGgMQvCQkIJxQIC6Puom5165LH7fBmXWDBVZt+Ye2j6T6eFsEEdwQXdmCj
-gFnqBLfY8EIr7qAAMAoGCCqGSM49BAMCA0kAMEYCIQC80fdgC+GHQR+Ay7Bl3rEI
-VUCl6aaYxM6jIOvhvuzuMQIhAOEWlNCV+EkcyVn25noXnOju/Zc2GRIdqpiWMF3+
-4XEu
------END CERTIFICATE REQUEST-----
-"""
+BOOTSTRAP_REQUEST_PEM = KUBELET_CSR_NODE_9  # a real kubelet bootstrap request for node-9
 
 
 def csr(name: str, now: datetime, *, node_name: str, age: timedelta, signer: str = "kubernetes.io/kubelet-serving",
