@@ -6,11 +6,12 @@ pytest_plugins = [
 ]
 
 # Property-based tests draw fresh inputs on a developer's machine (to find new bugs) but the same
-# ones in CI (so a green main stays green); a failure found locally is pinned with @example.
-import os
-
+# ones under `make test` and CI (so a green main stays green); a failure found locally is pinned with
+# @example. One switch decides, the same that makes a missing tool a failure: DECKHAND_REQUIRE_TOOLS.
 from hypothesis import settings
 
+from tests.tools import tools_required
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
+if tools_required():
     settings.load_profile("ci")

@@ -7,7 +7,6 @@ import ast
 import os
 import posixpath
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from bot.foundation.config import Secrets, parse_settings
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -24,11 +24,7 @@ SCHEMA_VERSIONS = ("1.28.0", "1.32.0")
 
 
 def kustomize(path: Path) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        if os.environ.get("CI") or os.environ.get("DECKHAND_REQUIRE_TOOLS"):
-            pytest.fail("kubectl is required (make tools installs it) but is not on PATH")
-        pytest.skip("kubectl is not installed")
+    kubectl = require_tool("kubectl")
     proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60,
                           env={"PATH": os.environ.get("PATH", "")})  # offline: no kubeconfig, no network
     assert proc.returncode == 0, proc.stderr

@@ -2,7 +2,6 @@
 import hashlib
 import hmac
 import json
-import shutil
 import subprocess
 import time
 
@@ -12,6 +11,7 @@ from github import (Auth, BadCredentialsException, Github, GithubException, Inpu
                     RateLimitExceededException, UnknownObjectException)
 
 from tests.fakes.github import GitHubFake, pull_request_event, sign_webhook, webhook_headers
+from tests.tools import require_tool
 
 REPO = "org/deploy-manifests"
 BRANCH = "deckhand/pipeline/payments-api"
@@ -87,8 +87,7 @@ def test_one_commit_on_a_new_branch_then_a_pull_request(github_fake, repo):
 
 
 def test_git_objects_hash_exactly_like_git(github_fake, repo, tmp_path):
-    if shutil.which("git") is None:
-        pytest.skip("git not installed")
+    require_tool("git")
     files = {"a.b": "dot\n", "a/x.txt": "nested\n", "a/deep/er/y": "deeper\n", "z": ""}
     commit_on_branch(repo, "hashes", files)
     work = tmp_path / "w"

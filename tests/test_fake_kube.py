@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,7 @@ from kubernetes.client import rest
 
 from tests.fakes.kube import (KubeFake, json_patch, parse_label_selector, strategic_merge_patch,
                               write_kubeconfig)
+from tests.tools import require_tool
 
 
 def deployment(name: str, namespace: str = "default", labels: dict | None = None, image: str = "nginx:1.26",
@@ -461,11 +461,7 @@ spec:
 
 
 def test_real_kubectl_gets_applies_and_deletes(kube_fake, tmp_path):
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        if os.environ.get("CI"):
-            pytest.fail("kubectl is required in CI but is not on PATH")
-        pytest.skip("kubectl is not installed")
+    kubectl = require_tool("kubectl")
     kube_fake.add(deployment("web", "default"))
     kubeconfig = kube_fake.kubeconfig(tmp_path / "kubeconfig")
     manifest = tmp_path / "checkout.yaml"

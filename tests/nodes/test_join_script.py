@@ -4,7 +4,6 @@ server standing in for the discovery service, the join-config store and the kube
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import threading
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ import pytest
 
 from tests.harness import HOOK_SECRET
 from tests.nodes.nodes_support import alert_messages, open_incidents, text_of
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "node-join" / "join-node.sh"
@@ -224,10 +224,6 @@ def test_a_wrong_secret_is_rejected_by_the_bot_and_the_join_goes_on(bot, node_en
 
 
 def test_the_script_passes_shellcheck():
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        if os.environ.get("CI") or os.environ.get("DECKHAND_REQUIRE_TOOLS"):
-            pytest.fail("shellcheck is not installed (apt-get install shellcheck; `make tools` does it)")
-        pytest.skip("shellcheck is not installed")
+    shellcheck = require_tool("shellcheck")
     result = subprocess.run([shellcheck, "--shell=bash", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
