@@ -108,7 +108,7 @@ def _status(card: dict, link: bool) -> str:
     pr = link_to(url, f"pull request #{number}") if link and url else escape(f"pull request #{number}")
     return {
         "proposing": "preparing the pull request…",
-        "open": f"{pr} is open for review.",
+        "open": f"{pr} is open, but no reviewer was asked." if card.get("review_problem") else f"{pr} is open for review.",
         "merged": f"{pr} was merged.",
         "closed": f"{pr} was closed without merging.",
         "failed": "the pull request could not be opened.",
@@ -132,6 +132,8 @@ def request_message(card: dict) -> dict:
             blocks.append(section(clip(f"*Batches re-rendered ({len(affected)}):* {names}", 2900)))
     if card.get("error"):
         blocks.append(section(f":warning: {escape(card['error'])}"))
+    if card.get("review_problem") and card["state"] == "open":
+        blocks.append(section(clip(f":warning: {escape(card['review_problem'])}", 2900)))
     if card.get("note"):
         blocks.append(context(escape(card["note"])))
     buttons = []

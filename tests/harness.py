@@ -140,6 +140,15 @@ class Bot:
         return self.kube[cluster]
 
 
+def grant_reviewers(github_fake, repo: str | None = None) -> None:
+    """Make the base config's reviewers a collaborator of `repo` (default the config's) and its team exist,
+    so GitHub accepts the review requests (it answers 422 for anyone else)."""
+    github = base_config()["github"]
+    repo = repo or github["repo"]
+    github_fake.add_collaborators(repo, *github["reviewers"])
+    github_fake.add_teams(repo.split("/")[0], *github["team_reviewers"])
+
+
 def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometheus: dict[str, str] | None = None,
               github_fake=None, config: dict | None = None, clock: FakeClock | None = None,
               serve: bool = True, db_path: str | None = None, cluster_config: dict[str, dict] | None = None,
@@ -169,6 +178,9 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
         cfg["clusters"].append({**entry, **(cluster_config or {}).get(name, {})})
     if github_fake is not None:
         cfg["github"]["api_url"] = github_fake.url
+        # The base config's reviewers exist on the fake GitHub, as on a well-configured install; a test
+        # that configures other reviewers meets GitHub's 422 for them.
+        grant_reviewers(github_fake)
     cfg = deep_merge(cfg, config or {})
     settings = parse_settings(cfg, "test.yaml")
     secrets = Secrets(

@@ -113,6 +113,8 @@ def base_env(tmp_path, config, slack_fake) -> dict:
 
 def test_check_reports_each_integration_and_fails_when_one_is_down(tmp_path, kube_fake, slack_fake, github_fake):
     github_fake.create_repo("org/deploy-manifests", files={"README.md": "hi"})
+    github_fake.add_collaborators("org/deploy-manifests", "octocat")
+    github_fake.add_teams("org", "devops")
     config = write_config(tmp_path, kube_fake, closed_url(), github_fake.url)
     env = base_env(tmp_path, config, slack_fake)
     env["GITHUB_TOKEN"] = "ghp_x"
@@ -123,8 +125,24 @@ def test_check_reports_each_integration_and_fails_when_one_is_down(tmp_path, kub
     assert lines["database"].startswith("ok")
     assert lines["slack"].startswith("ok")
     assert lines["kubernetes prod-a"].startswith("ok")
-    assert lines["github"].startswith("ok")
+    assert lines["github"].startswith("ok") and "2 reviewers verified" in lines["github"]
     assert lines["prometheus prod-a"].startswith("failed") and "refused" in lines["prometheus prod-a"].lower()
+
+
+def test_check_names_reviewers_github_would_refuse(tmp_path, kube_fake, slack_fake, github_fake):
+    """A reviewer who is not a collaborator and a team that does not exist: GitHub would answer 422 on every
+    pull request, so `check` fails the github line and names both."""
+    github_fake.create_repo("org/deploy-manifests", files={"README.md": "hi"})
+    config = write_config(tmp_path, kube_fake, closed_url(), github_fake.url)
+    env = base_env(tmp_path, config, slack_fake)
+    env["GITHUB_TOKEN"] = "ghp_x"
+    result = run_app(["check"], env)
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert result.returncode == 1
+    assert lines["github"].startswith("failed")
+    assert "reviewer octocat is not a collaborator of org/deploy-manifests" in lines["github"]
+    assert "team devops does not exist in org" in lines["github"]
+    assert "github.reviewers" in lines["github"]
 
 
 def test_check_with_bad_config_names_the_field(tmp_path, kube_fake, slack_fake):

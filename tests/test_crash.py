@@ -29,7 +29,7 @@ from bot.foundation.kube import KubeGateway
 from bot.foundation.leader import LeaderElector
 from bot.foundation.store import Store
 from tests.fakes.slack import SlackFake
-from tests.harness import DEVOPS, DEVOPS2, PAY_DEV, FakeClock, start_bot
+from tests.harness import DEVOPS, DEVOPS2, PAY_DEV, FakeClock, grant_reviewers, start_bot
 from tests.processes import bot_process, button_on, db_rows, press, wait_until, write_config  # noqa: F401
 from tests.canary.test_canary_fixtures import CANARY_IMAGE, deployment_controller, istio_canary, weights
 from tests.pipelines.test_pipeline_kit import POINTER, api_form, open_modal, state_values, submit
@@ -332,6 +332,7 @@ def test_pipeline_create_killed_while_github_opens_the_pull_request_ends_with_on
         tmp_path, monkeypatch, kube_fake, slack_fake, github_fake, bot_process):
     for repo in (REPO, BASELINE_REPO):
         github_fake.create_repo(repo, files={"README.md": "deploy manifests\n", "batch-images.yaml": POINTER})
+        grant_reviewers(github_fake, repo)
     slack_fake.usergroups["S0SEARCH"] = []
     slack_fake.users[PAY_DEV] = {"name": "pat", "display_name": "Pat Payments", "real_name": "Pat Doe"}
     config = write_config(tmp_path, {"prod-a": kube_fake}, github_url=github_fake.url)

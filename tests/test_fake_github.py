@@ -52,6 +52,8 @@ def test_one_commit_on_a_new_branch_then_a_pull_request(github_fake, repo):
     pull = repo.create_pull(title="Pipeline: payments-api", body="Requested by <@U1>", head=f"org:{BRANCH}",
                             base="main")
     pull.add_to_labels("deckhand", "pipeline")
+    github_fake.add_collaborators(REPO, "octocat")
+    github_fake.add_teams("org", "devops")
     pull.create_review_request(reviewers=["octocat"], team_reviewers=["devops"])
 
     assert pull.number == 1
@@ -284,12 +286,35 @@ def test_review_requests_follow_githubs_rules(github_fake, repo):
     with pytest.raises(GithubException) as err:
         pull.create_review_request(reviewers=["deckhand-bot"])
     assert err.value.data["errors"][0]["message"] == "Review cannot be requested from pull request author."
-    github_fake.collaborators = {"octocat"}
-    with pytest.raises(GithubException):
-        pull.create_review_request(reviewers=["stranger"])
-    pull.create_review_request(reviewers=["octocat"])
+    # Only collaborators and the org's teams can be asked, and GitHub refuses the whole request otherwise.
+    with pytest.raises(GithubException) as err:
+        pull.create_review_request(reviewers=["octocat"])
+    assert err.value.status == 422 and "may only be requested from collaborators" in err.value.data["message"]
+    github_fake.add_collaborators(REPO, "octocat")
+    with pytest.raises(GithubException) as err:
+        pull.create_review_request(reviewers=["octocat", "stranger"])
+    assert err.value.status == 422
+    with pytest.raises(GithubException) as err:
+        pull.create_review_request(team_reviewers=["no-such-team"])
+    assert err.value.status == 422 and "teams you specified" in err.value.data["message"]
+    assert list(pull.get_review_requests()[0]) == []
+    github_fake.add_teams(REPO.split("/")[0], "devops")
+    pull.create_review_request(reviewers=["octocat"], team_reviewers=["devops"])
     users, teams = pull.get_review_requests()
-    assert [u.login for u in users] == ["octocat"] and list(teams) == []
+    assert [u.login for u in users] == ["octocat"] and [t.slug for t in teams] == ["devops"]
+
+
+def test_collaborators_and_teams_can_be_checked_as_on_github(github_fake, repo):
+    """What `python app.py check` asks: GET .../collaborators/{user} is 204 or 404, GET /orgs/{org}/teams/{slug}
+    is the team or 404."""
+    github_fake.add_collaborators(REPO, "octocat")
+    github_fake.add_teams("org", "devops")
+    gh = Github(base_url=github_fake.url, auth=Auth.Token("t"))
+    assert repo.has_in_collaborators("octocat") and repo.has_in_collaborators("deckhand-bot")
+    assert not repo.has_in_collaborators("stranger")
+    assert gh.get_organization("org").get_team_by_slug("devops").slug == "devops"
+    with pytest.raises(UnknownObjectException):
+        gh.get_organization("org").get_team_by_slug("ghosts")
 
 
 def test_contents_api_writes_commit_to_a_branch(github_fake, repo):

@@ -7,6 +7,7 @@ is force-moved to the new commit and an existing open PR is updated instead of d
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from github.Repository import Repository
 
 from bot.foundation import failures
 from bot.foundation.config import GitHub as GitHubSettings
+
+log = logging.getLogger(__name__)
 
 
 def markdown_text(value: object) -> str:
@@ -104,6 +107,9 @@ class PullRequest:
     branch: str
     merge_sha: str | None = None  # the merge commit, once merged (GitHub sets a test merge sha before)
     head_sha: str | None = None
+    # A sentence when GitHub refused to request some configured reviewers (422: not a collaborator, no such
+    # team, the PR's own author): the PR is open but nobody named was asked. Callers show it.
+    review_problem: str | None = None
 
 
 class GitOps:
@@ -248,19 +254,77 @@ class GitOps:
             step = "label the pull request"
             if self.settings.labels:
                 pr.add_to_labels(*self.settings.labels)
+            review_problem = None
             if self.settings.reviewers or self.settings.team_reviewers:
                 step = "request reviewers"
-                try:
-                    pr.create_review_request(reviewers=list(self.settings.reviewers),
-                                             team_reviewers=list(self.settings.team_reviewers))
-                except GithubException as exc:
-                    if exc.status != 422:  # 422: e.g. the reviewer is the PR's author; not worth failing
-                        raise
+                review_problem = self._request_reviewers(pr, body)
         except GitOpsError:
             raise
         except Exception as exc:
             raise github_error(step, exc) from None
-        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), branch)
+        return PullRequest(pr.number, pr.html_url, pr.state, bool(pr.merged), branch, review_problem=review_problem)
+
+    def _request_reviewers(self, pr, body: str) -> str | None:
+        """Ask the configured reviewers; None when all were asked, else what GitHub refused and why.
+
+        GitHub refuses the whole request with 422 when any one of them cannot review (not a collaborator
+        of the repo, a team that does not exist or has no access, the PR's author), so on 422 each is asked
+        on its own: the valid ones still get the request, and the refused ones are named in the PR body and
+        returned for Slack. Other failures (401, 5xx) fail the proposal as before.
+        """
+        users, teams = list(self.settings.reviewers), list(self.settings.team_reviewers)
+        try:
+            pr.create_review_request(reviewers=users, team_reviewers=teams)
+            return None
+        except GithubException as exc:
+            if exc.status != 422:
+                raise
+        refused = []
+        for kind, name in [("user", u) for u in users] + [("team", t) for t in teams]:
+            try:
+                if kind == "user":
+                    pr.create_review_request(reviewers=[name])
+                else:
+                    pr.create_review_request(team_reviewers=[name])
+            except GithubException as exc:
+                if exc.status != 422:
+                    raise
+                refused.append((kind, name, github_error("request reviewer", exc).detail))
+        if not refused:
+            return None
+        names = ", ".join(f"`{name}`" if kind == "user" else f"team `{name}`" for kind, name, _ in refused)
+        why = "; ".join(f"{name}: {detail}" for _, name, detail in refused if detail)
+        log.warning("pull request #%s: GitHub refused to request reviewers %s (%s); check github.reviewers and "
+                    "github.team_reviewers in the config", pr.number, names, why)
+        problem = (f"GitHub refused to request {names} as reviewer (422: not a collaborator of "
+                   f"{self.settings.repo}, or no such team), so nobody named in the config was asked. Ask DevOps "
+                   "to fix `github.reviewers` / `github.team_reviewers` (`python app.py check` verifies them); "
+                   "meanwhile ask a reviewer by hand.")
+        pr.edit(body=f"{body}\n\n> **Reviewers not requested:** {problem}")
+        return problem
+
+    def check_reviewers(self) -> list[str]:
+        """Problems with the configured reviewers, as `python app.py check` reports them: each user must be a
+        collaborator of the repo (GET .../collaborators/{user} is 204, else 404) and each team must exist in
+        the repo's organisation (GET /orgs/{org}/teams/{slug})."""
+        repo = self.repo()
+        problems = []
+        for user in self.settings.reviewers:
+            try:
+                if not repo.has_in_collaborators(user):
+                    problems.append(f"reviewer {user} is not a collaborator of {self.settings.repo}")
+            except Exception as exc:
+                raise github_error(f"check reviewer {user}", exc) from None
+        for team in self.settings.team_reviewers:
+            try:
+                self.client.get_organization(self.owner()).get_team_by_slug(team)
+            except GithubException as exc:
+                if exc.status != 404:
+                    raise github_error(f"check team {team}", exc) from None
+                problems.append(f"team {team} does not exist in {self.owner()} (or the token cannot see it)")
+            except Exception as exc:
+                raise github_error(f"check team {team}", exc) from None
+        return problems
 
     def _point_branch(self, repo: Repository, branch: str, sha: str) -> None:
         try:

@@ -126,4 +126,12 @@ def _istio_series(ctx: Context, route, answers: dict) -> str:
 def _github(ctx: Context) -> str:
     if not ctx.secrets.github_token:
         raise RuntimeError("GITHUB_TOKEN is not set")
-    return ctx.gitops.probe()
+    where = ctx.gitops.probe()
+    # A reviewer who is not a collaborator (or a team that does not exist) makes GitHub refuse the review
+    # request with 422 at the worst moment, on a real PR: catch the misconfiguration here instead.
+    problems = ctx.gitops.check_reviewers()
+    if problems:
+        raise RuntimeError(f"{where}: " + "; ".join(problems)
+                           + " (fix github.reviewers / github.team_reviewers in the config)")
+    asked = len(ctx.settings.github.reviewers) + len(ctx.settings.github.team_reviewers)
+    return f"{where}, {asked} reviewer{'s' if asked != 1 else ''} verified" if asked else where

@@ -124,7 +124,7 @@ def _pipeline(ctx: Context, row: dict) -> Outcome:
                     f"Change it with {markdown_text('/pipeline edit ' + spec.service)} in Slack rather than by hand: "
                     "`deckhand.yaml` is the source of truth and the other files are re-rendered from it.")
     pr = ctx.gitops.propose(row["branch"], changes, title, body)
-    return Outcome("open", "opened", pr=pr, files=sorted(changes), detail=detail)
+    return Outcome("open", "opened", pr=pr, files=sorted(changes), detail={**detail, "review_problem": pr.review_problem})
 
 
 def _changes(files: dict[str, str], current: dict[str, str], generated: str) -> dict[str, str | None]:
@@ -194,7 +194,7 @@ def _bump(ctx: Context, row: dict) -> Outcome:
                     changes, notes, f"Batches whose tag policy is {markdown_text('track latest of ' + image)} run the "
                                     "new version once this is merged and synced.")
     pr = ctx.gitops.propose(row["branch"], changes, title, body)
-    return Outcome("open", "opened", pr=pr, files=sorted(changes), detail=detail)
+    return Outcome("open", "opened", pr=pr, files=sorted(changes), detail={**detail, "review_problem": pr.review_problem})
 
 
 def unknown_image(image: str, pointer: dict[str, str], pointer_file: str) -> str:

@@ -311,6 +311,7 @@ def request_card(row: dict) -> dict:
         "state": row["state"], "requester": row["requester"], "editor": row.get("editor"),
         "pr_number": row["pr_number"], "pr_url": row["pr_url"], "error": row.get("error"),
         "files": json.loads(row.get("files") or "[]"), "note": detail.get("note"),
+        "review_problem": detail.get("review_problem"),
     }
     if row["action"] == "bump":
         card["summary"] = [("Base image", row["target"]),

@@ -157,3 +157,26 @@ def test_a_failed_update_of_an_open_pull_request_keeps_tracking_it(pbot):
     assert "settled #1 merged" in pbot.run_job("pr-poll")
     pbot.flush()
     assert "was merged" in pbot.slack.message("C0PAY", first["ts"])["text"]
+
+
+def test_reviewers_github_refuses_are_named_in_slack_the_pr_body_and_the_log(bot_factory, github_fake, caplog):
+    """A configured reviewer who is not a collaborator, and a team that does not exist: GitHub answers 422
+    to the review request. The PR still opens (the valid reviewer is still asked), and deckhand says who was
+    not asked in the Slack card, the PR body and the log, instead of "open for review"."""
+    from tests.pipelines.test_pipeline_kit import POINTER
+
+    github_fake.create_repo(REPO, files={"README.md": "deploy manifests\n", "batch-images.yaml": POINTER})
+    bot = bot_factory(clusters=("prod-a", "prod-b"), github_fake=github_fake,
+                      config={"github": {"reviewers": ["octocat", "stranger"], "team_reviewers": ["ghosts"]}})
+    open_modal(bot)
+    submit(bot, api_form())
+    message = wait_message(bot, "C0PAY", "payments-api", "is open, but no reviewer was asked")
+    text = json.dumps(message["blocks"])
+    assert "GitHub refused to request `stranger`, team `ghosts` as reviewer" in text
+    assert "github.reviewers" in text and "open for review" not in text
+    pull = github_fake.pulls(REPO)[0]
+    assert [u["login"] for u in pull["requested_reviewers"]] == ["octocat"]  # the valid one is still asked
+    assert "**Reviewers not requested:** GitHub refused to request `stranger`, team `ghosts`" in pull["body"]
+    assert any("refused to request reviewers" in r.getMessage() and "stranger" in r.getMessage()
+               for r in caplog.records if r.name == "bot.foundation.gitops")
+    assert request_row(bot, "pipeline:payments-api")["state"] == "open"

@@ -261,9 +261,14 @@ class PullsMixin:
         if pr["user"] in users:
             raise _validation_failed({"resource": "PullRequest", "code": "custom",
                                       "message": "Review cannot be requested from pull request author."})
-        if self.collaborators is not None and any(u not in self.collaborators for u in users):
+        # GitHub answers 422 for a user who is not a collaborator or a team without access, whole request
+        # refused (https://docs.github.com/rest/pulls/review-requests#request-reviewers-for-a-pull-request).
+        if any(not self.is_collaborator(c.repo.full_name, u) for u in users):
             raise ApiError(422, "Reviews may only be requested from collaborators. One or more of the users or "
                                 f"teams you specified is not a collaborator of the {c.repo.full_name} repository.")
+        if any(not self.has_team(c.repo.owner, t) for t in teams):
+            raise ApiError(422, "Reviews may only be requested from collaborators. One or more of the teams you "
+                                f"specified is not a collaborator of the {c.repo.full_name} repository.")
         pr["reviewers"] += [u for u in users if u not in pr["reviewers"]]
         pr["teams"] += [t for t in teams if t not in pr["teams"]]
         return 201, self._pull_json(c.repo, pr)

@@ -71,7 +71,10 @@ class GitHubFake(GitObjectsMixin, GitDataRoutesMixin, PullsMixin):
         self.token_logins: dict[str, str] = {}  # token -> user login (default: default_login)
         self.token_repos: dict[str, set[str]] = {}  # token -> repos it can see (absent: all repos)
         self.read_only_tokens: set[str] = set()  # writes with these get 403
-        self.collaborators: set[str] | None = None  # None: anyone can be asked to review
+        # Who may be asked to review, as on GitHub: a repo's collaborators (the token's own login always
+        # is one, since it writes there) and the org's teams. Anyone else is a 422 (see pulls.py).
+        self._collaborators: dict[str, set[str]] = {}  # repo full name (lower) -> logins (lower)
+        self._teams: dict[str, set[str]] = {}  # org (lower) -> team slugs (lower)
         self.latency = 0.0
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         self.requests: list[Request] = []
@@ -396,6 +399,47 @@ class GitHubFake(GitObjectsMixin, GitDataRoutesMixin, PullsMixin):
             raise ApiError(401, "Bad credentials")
         return self.token_logins.get(token, self.default_login)
 
+    def add_collaborators(self, full_name: str, *logins: str) -> None:
+        """Make `logins` collaborators of repo `full_name` (it need not exist yet): they may review."""
+        with self._lock:
+            self._collaborators.setdefault(full_name.lower(), set()).update(x.lower() for x in logins)
+
+    def add_teams(self, org: str, *slugs: str) -> None:
+        """Create teams `slugs` in `org` with access to its repos: they may be asked to review."""
+        with self._lock:
+            self._teams.setdefault(org.lower(), set()).update(x.lower() for x in slugs)
+
+    def is_collaborator(self, full_name: str, login: str) -> bool:
+        with self._lock:
+            return login.lower() in self._collaborators.get(full_name.lower(), set()) | {self.default_login.lower()}
+
+    def has_team(self, org: str, slug: str) -> bool:
+        with self._lock:
+            return slug.lower() in self._teams.get(org.lower(), set())
+
+    def _get_collaborator(self, c: "_Call") -> tuple:
+        # GET /repos/{owner}/{repo}/collaborators/{username}: 204 if a collaborator, else 404
+        # (https://docs.github.com/rest/collaborators/collaborators#check-if-a-user-is-a-repository-collaborator).
+        if self.is_collaborator(c.repo.full_name, c.args["login"]):
+            return 204, None
+        raise _not_found()
+
+    def _get_org(self, c: "_Call") -> tuple:
+        org = c.args["org"]
+        with self._lock:
+            known = org.lower() in self._teams or any(r.owner.lower() == org.lower() for r in self._repos.values())
+        if not known:
+            raise _not_found()
+        body = self._user_json(org)
+        body.update(type="Organization", url=f"{self.url}/orgs/{org}", html_url=f"{self.web_url}/{org}")
+        return 200, body
+
+    def _get_team(self, c: "_Call") -> tuple:
+        if not self.has_team(c.args["org"], c.args["slug"]):
+            raise _not_found()
+        r = next((r for r in self._repos.values() if r.owner.lower() == c.args["org"].lower()), None)
+        return 200, self._team_json(r or _Repo(c.args["org"], "-", "main", True, 0), c.args["slug"])
+
     def _repo(self, full_name: str) -> _Repo:
         try:
             return self._repos[full_name.lower()]
@@ -485,6 +529,9 @@ class GitHubFake(GitObjectsMixin, GitDataRoutesMixin, PullsMixin):
             ("GET", r"/user", self._get_user),
             ("GET", r"/users/(?P<login>[^/]+)", lambda c: (200, self._user_json(c.args["login"]))),
             ("GET", r"/rate_limit", self._get_rate_limit),
+            ("GET", r"/orgs/(?P<org>[^/]+)", self._get_org),
+            ("GET", r"/orgs/(?P<org>[^/]+)/teams/(?P<slug>[^/]+)", self._get_team),
+            ("GET", repo + r"/collaborators/(?P<login>[^/]+)", self._get_collaborator),
             ("GET", repo, lambda c: (200, self._repo_json(c.repo, c.token))),
             ("GET", repo + r"/branches", self._list_branches),
             ("GET", repo + r"/branches/(?P<branch>.+)", self._get_branch),
