@@ -72,6 +72,10 @@ def test_deployment_create_read_list_patch_delete(kube_fake, api):
     assert created.metadata.uid and created.metadata.creation_timestamp
     assert created.metadata.generation == 1 and int(created.metadata.resource_version) > 0
     apps.create_namespaced_deployment("default", deployment("db", labels={"app": "db", "tier": "back"}))
+    with pytest.raises(client.ApiException) as err:  # namespaces are enforced, as on a real cluster
+        apps.create_namespaced_deployment("shop", deployment("cart", "shop"))
+    assert err.value.status == 404 and json.loads(err.value.body)["message"] == 'namespaces "shop" not found'
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": "shop"}})
     apps.create_namespaced_deployment("shop", deployment("cart", "shop", labels={"app": "cart", "tier": "front"}))
 
     got = apps.read_namespaced_deployment("web", "default")
@@ -111,10 +115,15 @@ def test_deployment_create_read_list_patch_delete(kube_fake, api):
     relabelled = apps.patch_namespaced_deployment("web", "default", {"metadata": {"annotations": {"a": "b"}}})
     assert relabelled.metadata.generation == 3
 
-    status = apps.delete_namespaced_deployment("web", "default", propagation_policy="Foreground")
-    assert status["kind"] == "Status" and status["status"] == "Success" and status["details"]["name"] == "web"
+    # Foreground: the server answers with the object, marked for deletion and held by the foregroundDeletion
+    # finalizer; with no dependents the garbage collector lets it go at once.
+    answer = apps.delete_namespaced_deployment("web", "default", propagation_policy="Foreground")
+    assert answer["kind"] == "Deployment" and answer["metadata"]["deletionTimestamp"]
+    assert answer["metadata"]["finalizers"] == ["foregroundDeletion"]
     assert kube_fake.get("apps/v1", "deployments", "default", "web") is None
-    assert kube_fake.deletions[-1]["propagationPolicy"] == "Foreground"
+    status = apps.delete_namespaced_deployment("db", "default")  # Background, no finalizers: gone at once
+    assert status["kind"] == "Status" and status["status"] == "Success" and status["details"]["name"] == "db"
+    assert [d["propagationPolicy"] for d in kube_fake.deletions[-2:]] == ["Foreground", None]
     with pytest.raises(client.ApiException) as err:
         apps.read_namespaced_deployment("web", "default")
     assert err.value.status == 404
@@ -124,15 +133,18 @@ def test_deployment_create_read_list_patch_delete(kube_fake, api):
         ("POST", f"{base}/default/deployments"),
         ("POST", f"{base}/default/deployments"),
         ("POST", f"{base}/shop/deployments"),
+        ("POST", "/api/v1/namespaces"),
+        ("POST", f"{base}/shop/deployments"),
         ("PATCH", f"{base}/default/deployments/web"),
         ("PATCH", f"{base}/default/deployments/web"),
         ("PATCH", f"{base}/default/deployments/web"),
         ("DELETE", f"{base}/default/deployments/web"),
+        ("DELETE", f"{base}/default/deployments/db"),
     ]
     assert [r.content_type for r in kube_fake.writes() if r.method == "PATCH"] == [
         "application/merge-patch+json", "application/strategic-merge-patch+json",
         "application/strategic-merge-patch+json"]
-    assert kube_fake.writes()[-1].query["propagationPolicy"] == "Foreground"
+    assert kube_fake.writes()[-2].query["propagationPolicy"] == "Foreground"
 
 
 def test_virtual_service_through_custom_objects_api(kube_fake, api):
@@ -477,6 +489,9 @@ def test_real_kubectl_gets_applies_and_deletes(kube_fake, tmp_path):
     assert out.split("\n")[0].split() == ["NAMESPACE", "NAME", "AGE"] and "web" in out
 
     manifest.write_text(MANIFEST.format(replicas=2, tag="1.0"))
+    namespace = tmp_path / "namespace.yaml"
+    namespace.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n")
+    assert run("apply", "-f", str(namespace)).strip() == "namespace/shop created"
     assert run("apply", "-f", str(manifest)).strip() == "deployment.apps/checkout created"
     create = kube_fake.writes()[-1]
     assert (create.method, create.path) == ("POST", "/apis/apps/v1/namespaces/shop/deployments")
@@ -495,4 +510,5 @@ def test_real_kubectl_gets_applies_and_deletes(kube_fake, tmp_path):
 
     assert run("delete", "-f", str(manifest)).strip() == 'deployment.apps "checkout" deleted'
     assert kube_fake.get("apps/v1", "deployments", "shop", "checkout") is None
-    assert [(w.method, w.status) for w in kube_fake.writes()] == [("POST", 201), ("PATCH", 200), ("DELETE", 200)]
+    assert [(w.method, w.status) for w in kube_fake.writes()] == [("POST", 201), ("POST", 201), ("PATCH", 200),
+                                                                  ("DELETE", 200)]

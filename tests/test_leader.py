@@ -47,6 +47,7 @@ def test_standby_takes_over_when_the_leader_dies(tmp_path, kube_fake, slack_fake
     data = yaml.safe_load(Path(config).read_text())
     data["lease"] = {"cluster": "prod-a", "namespace": "deckhand", "name": "deckhand", "duration": "2s"}
     Path(config).write_text(yaml.safe_dump(data))
+    kube_fake.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deckhand"}})
     first, first_url = start(tmp_path, config, slack_fake, "first")
     second = None
     try:
@@ -72,6 +73,7 @@ def test_standby_takes_over_when_the_leader_dies(tmp_path, kube_fake, slack_fake
 def test_elector_rules_with_an_injected_clock(kube_fake, tmp_path):
     kubeconfig = kube_fake.kubeconfig(str(tmp_path / "kc"), context="prod-a")
     kube = KubeGateway([Cluster(name="prod-a", context="prod-a", kubeconfig=kubeconfig, prometheus_url="http://x:1")])
+    kube_fake.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deckhand"}})
     clock = FakeClock()
     a = LeaderElector(kube, "prod-a", "deckhand", "deckhand", timedelta(seconds=30), identity="a", clock=clock)
     b = LeaderElector(kube, "prod-a", "deckhand", "deckhand", timedelta(seconds=30), identity="b", clock=clock)
@@ -87,3 +89,24 @@ def test_elector_rules_with_an_injected_clock(kube_fake, tmp_path):
     b.release()
     assert kube_fake.get("coordination.k8s.io/v1", "leases", "deckhand", "deckhand")["spec"]["holderIdentity"] is None
     assert a.try_acquire_or_renew()  # released: no need to wait out the duration
+
+
+def test_a_lease_namespace_that_does_not_exist_is_named_in_readyz_and_the_log(tmp_path, kube_fake, slack_fake):
+    """lease.namespace names a namespace the cluster lacks: the API server answers 404 to the Lease create, so
+    no instance can ever act. /readyz and the log say which setting to fix, not "another instance holds it"."""
+    config = write_config(tmp_path, kube_fake, "http://127.0.0.1:1")
+    data = yaml.safe_load(Path(config).read_text())
+    data["lease"] = {"cluster": "prod-a", "namespace": "dekhand", "name": "deckhand", "duration": "2s"}
+    Path(config).write_text(yaml.safe_dump(data))
+    proc, url = start(tmp_path, config, slack_fake, "only")
+    try:
+        answer = poll(lambda: (r := ready(url)) is not None and "lease.namespace" in str(r.json()["problems"]) and [r])[0]
+        assert answer.status_code == 503 and answer.json()["leader"] is False
+        problem = answer.json()["problems"][0]
+        assert "lease.namespace 'dekhand' does not exist in cluster 'prod-a'" in problem
+        assert kube_fake.list("leases") == []
+    finally:
+        proc.kill()
+        output = proc.communicate(timeout=10)[0]
+    assert "leader election: lease.namespace 'dekhand' does not exist" in output
+    assert output.count("leader election: lease.namespace") == 1  # said once, not every renewal

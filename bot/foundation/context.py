@@ -74,6 +74,8 @@ class Context:
     run_job: Callable[[str, str], str] | None = None
     # Set by the leader election: False while another instance holds the lease.
     is_leader: Callable[[], bool] = lambda: True
+    # Why this instance cannot take part in leader election at all (a misconfigured lease), or None.
+    leader_problem: Callable[[], str | None] = lambda: None
     # Set by app.py: other features' handlers for closed deckhand pull requests, by branch prefix:
     # prefix -> (feature name, handler(ctx, branch, number, merged) -> str). The GitHub webhook and
     # the poller (bot/pipelines) route to them without importing another feature.

@@ -39,6 +39,8 @@ class LeaderElector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    problem: str | None = None  # a misconfiguration that keeps every instance from leading (see /readyz)
+
     def is_leader(self) -> bool:
         return self._renewed_at is not None and self.clock() - self._renewed_at < self.duration
 
@@ -70,7 +72,17 @@ class LeaderElector:
             self.kube.replace(self.cluster, LEASES, self.namespace, lease)  # 409 if someone else wrote first
             return self._won(now)
         except KubeError as exc:
-            log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+            if exc.not_found and "namespace" in exc.message:
+                # The API server answers 404 `namespaces "x" not found` for a create in a namespace that does
+                # not exist: no instance can ever lead, so say what to fix instead of a generic warning.
+                problem = (f"lease.namespace {self.namespace!r} does not exist in cluster {self.cluster!r}: create it "
+                           "or set lease.namespace to the namespace deckhand runs in; no instance can act until then")
+                if problem != self.problem:
+                    log.error("leader election: %s", problem)
+                self.problem = problem
+            else:
+                self.problem = None
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             if self._renewed_at is not None and not self.is_leader():
                 # Not renewed for a whole duration: another instance may hold it now. Say so, so
                 # what only the leader may hold (the Socket Mode connection) is let go.
@@ -78,6 +90,7 @@ class LeaderElector:
             return self.is_leader()
 
     def _won(self, now: datetime) -> bool:
+        self.problem = None
         if not self.is_leader():
             log.info("this instance (%s) is the leader", self.identity)
             # Before is_leader() turns true: a request accepted in between would find the locks
@@ -158,6 +171,7 @@ def start_leader_election(ctx: Context, on_leading=None) -> LeaderElector | None
     elector = LeaderElector(ctx.kube, cluster, namespace, lease.name, lease.duration,
                             identity=os.environ.get("POD_NAME"), on_change=on_change)
     ctx.is_leader = elector.is_leader
+    ctx.leader_problem = lambda: elector.problem
     elector.try_acquire_or_renew()
     elector.start()
     return elector

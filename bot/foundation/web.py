@@ -84,7 +84,7 @@ def create_health_web(ctx: Context, checks: Iterable[Callable[[], Optional[str]]
         if ctx.settings is None:
             problems.append("config not loaded")
         if not ctx.is_leader():
-            problems.append("standing by: another instance holds the lease")
+            problems.append(ctx.leader_problem() or "standing by: another instance holds the lease")
         problems.extend(problem for problem in (check() for check in checks) if problem)
         # Integrations are details, not readiness: a pod out of its Service because GitHub is down
         # would only stop the hooks as well (bot/foundation/integrations.py). The same holds for Slack's

@@ -90,8 +90,14 @@ def _smp_list(name: str, current: Any, patch: list) -> list:
         out += [x for x in patch if x not in out]
         return out
     key = _smp_merge_key(name, current, patch)
-    if key is None or not all(isinstance(i, dict) and key in i for i in patch):
+    if key is None:  # no patchMergeKey: the list is replaced whole (patchStrategy unset)
         return [strategic_merge_patch({}, i) if isinstance(i, dict) else copy.deepcopy(i) for i in patch]
+    for item in patch:
+        # apimachinery's strategicpatch refuses an element of a merging list without its merge key
+        # (mergepatch.ErrNoMergeKey); the API server answers 422.
+        if not isinstance(item, dict) or (key not in item and item.get("$patch") != "replace"):
+            shown = "map[" + " ".join(f"{k}:{v}" for k, v in sorted(item.items())) + "]" if isinstance(item, dict) else repr(item)
+            raise ValueError(f"map: {shown} does not contain declared merge key: {key}")
     out = list(current) if isinstance(current, list) else []
     for item in patch:
         idx = next((n for n, cur in enumerate(out) if isinstance(cur, dict) and cur.get(key) == item[key]), None)

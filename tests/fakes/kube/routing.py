@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from .common import JSON, OPENAPI_V2_PROTO, SERVER_VERSION, _dumps
 from .errors import ApiError, status_body
 from .resources import SUBRESOURCE_VERBS, ResourceType
-from .selectors import parse_field_selector, parse_label_selector
+from .selectors import field_selector_for, parse_label_selector
 
 if TYPE_CHECKING:
     from .server import _Handler
@@ -247,6 +247,9 @@ class _RoutingMixin:
             obj = self._api_delete(rt, ns, name, self._delete_options(body, query), dry_run)
             if not dry_run:
                 self._fire("delete", rt, obj)
+            if obj["metadata"].get("deletionTimestamp"):
+                # Not gone yet (finalizers, Foreground): the server answers with the Terminating object.
+                return 200, JSON, _dumps(self._as_served(rt, obj))
             return 200, JSON, _dumps(self._deleted_answer(rt, obj))
         raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed")
 
@@ -263,37 +266,57 @@ class _RoutingMixin:
         rv = str(self._rv)
         token = None
         if query.get("continue"):
+            # A continue token carries the resourceVersion of the first page (like etcd3's); once that
+            # revision is compacted the server answers 410 Expired and the client must list again.
             try:
                 start = json.loads(base64.urlsafe_b64decode(query["continue"].encode()))
-                start_key = tuple(start["after"])
+                start_key, start_rv = tuple(start["after"]), int(start["rv"])
             except (ValueError, KeyError, TypeError):
-                raise ApiError(400, "continue key is not valid", "BadRequest") from None
+                raise ApiError(400, "continue key is not valid: the token is malformed", "BadRequest") from None
+            if start_rv < self.compacted_rv:
+                raise ApiError(410, "The provided continue parameter is too old to display a consistent list result. "
+                                    "You can start a new list without the continue parameter.", "Expired")
+            rv = str(start_rv)
             entries = [e for e in entries
                        if (e.obj["metadata"].get("namespace", ""), e.obj["metadata"]["name"]) > start_key]
         remaining = 0
         try:
             limit = int(query.get("limit") or 0)
         except ValueError:
-            limit = 0
+            raise ApiError(400, f"limit: Invalid value: {query.get('limit')!r}: must be an integer", "BadRequest") from None
         if 0 < limit < len(entries):
             remaining = len(entries) - limit
             entries = entries[:limit]
             last = entries[-1].obj["metadata"]
-            token = base64.urlsafe_b64encode(_dumps({"after": [last.get("namespace", ""), last["name"]]})).decode()
+            token = base64.urlsafe_b64encode(_dumps({"after": [last.get("namespace", ""), last["name"]],
+                                                     "rv": int(rv)})).decode()
         meta = {"resourceVersion": rv}
         if token:
             meta["continue"] = token
             meta["remainingItemCount"] = remaining
         head = _dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta})[:-1]
-        return head + b',"items":[' + b",".join(self._entry_bytes(rt, e) for e in entries) + b"]}"
+        return head + b',"items":[' + b",".join(self._list_item_bytes(rt, e) for e in entries) + b"]}"
+
+    def _list_item_bytes(self, rt: ResourceType, entry) -> bytes:
+        """Items of a built-in list carry no kind/apiVersion on the wire (the list's do); custom resources
+        are served as unstructured objects and keep theirs."""
+        if rt.custom:
+            return self._entry_bytes(rt, entry)
+        raw = entry.list_raw
+        if raw is None:
+            raw = entry.list_raw = _dumps({k: v for k, v in entry.obj.items() if k not in ("kind", "apiVersion")})
+        return raw
 
     def _watch(self, handler: "_Handler", rt: ResourceType, ns: str | None, name: str | None, query: dict) -> None:
         """Stream watch events (chunked JSON lines) until timeoutSeconds, the client leaves or stop()."""
         try:
             lmatch = parse_label_selector(query.get("labelSelector") or "")
-            fmatch = parse_field_selector(query.get("fieldSelector") or "")
         except ValueError as exc:
             raise ApiError(400, f"unable to parse requirement: {exc}", "BadRequest") from None
+        try:
+            fmatch = field_selector_for(rt.kind, rt.custom, query.get("fieldSelector") or "")
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "BadRequest") from None
         timeout = float(query.get("timeoutSeconds") or 60)
         deadline = time.monotonic() + timeout
 
@@ -319,6 +342,8 @@ class _RoutingMixin:
                 initial = []
                 if len(self._history) == self._history.maxlen and last < self._history[0][0] - 1:
                     expired = f"too old resource version: {last} ({self._history[0][0] - 1})"
+                elif last < self.compacted_rv:
+                    expired = f"too old resource version: {last} ({self.compacted_rv})"
         handler.start_stream(JSON)
         if expired:  # the history no longer reaches back that far: the client must list again
             handler.write_chunk(_dumps({"type": "ERROR", "object": status_body(410, expired, "Expired")}) + b"\n")

@@ -8,8 +8,32 @@ from typing import Any, Callable, Mapping
 # ------------------------------------------------------------------------------------------------
 # Selectors
 # ------------------------------------------------------------------------------------------------
-_KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
+# Label keys and values as k8s.io/apimachinery/pkg/util/validation checks them: an optional DNS subdomain
+# prefix (at most 253) and "/", then a name of at most 63 characters; values at most 63, may be empty.
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_KEY = r"[^\s=!<>(),]+"  # split first, then checked by _check_key
 _VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+
+
+def _check_key(key: str) -> str:
+    prefix, slash, name = key.rpartition("/")
+    if key.count("/") > 1:
+        raise ValueError(f"key {key!r}: a qualified name must consist of alphanumeric characters, '-', '_' or '.' "
+                         "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')")
+    if slash and (not prefix or len(prefix) > 253 or not re.fullmatch(_PREFIX, prefix)):
+        raise ValueError(f"key {key!r}: prefix part must be a lowercase RFC 1123 subdomain")
+    if not name or len(name) > 63 or not re.fullmatch(_NAME, name):
+        raise ValueError(f"key {key!r}: name part must consist of alphanumeric characters, '-', '_' or '.', and "
+                         "must start and end with an alphanumeric character (at most 63 characters)")
+    return key
+
+
+def _check_value(value: str, req: str) -> str:
+    if len(value) > 63 or not re.fullmatch(_VALUE, value):
+        raise ValueError(f"values[0][{value}]: Invalid value: {value!r}: a valid label must be an empty string or "
+                         f"consist of alphanumeric characters, '-', '_' or '.' (at most 63) in {req!r}")
+    return value
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -34,18 +58,18 @@ def parse_label_selector(selector: str) -> Callable[[Mapping[str, str]], bool]:
     reqs: list[Callable[[Mapping[str, str]], bool]] = []
     for req in _split_top_level(selector or ""):
         if m := re.fullmatch(rf"({_KEY})\s+(in|notin)\s*\((.*)\)", req):
-            key, op = m.group(1), m.group(3)
-            values = {v.strip() for v in m.group(4).split(",")}
-            if not values or any(not re.fullmatch(_VALUE, v) for v in values):
-                raise ValueError(f"invalid values in {req!r}")
+            key, op = _check_key(m.group(1)), m.group(2)
+            if not m.group(3).strip():
+                raise ValueError(f"for 'in', 'notin' operators, values set can't be empty in {req!r}")
+            values = {_check_value(v.strip(), req) for v in m.group(3).split(",")}
             if op == "in":
                 reqs.append(lambda labels, k=key, vs=frozenset(values): labels.get(k) in vs)
             else:
                 reqs.append(lambda labels, k=key, vs=frozenset(values): labels.get(k) not in vs)
         elif m := re.fullmatch(rf"!\s*({_KEY})", req):
-            reqs.append(lambda labels, k=m.group(1): k not in labels)
-        elif m := re.fullmatch(rf"({_KEY})\s*(==|!=|=|>|<)\s*({_VALUE})", req):
-            key, op, value = m.group(1), m.group(3), m.group(4)
+            reqs.append(lambda labels, k=_check_key(m.group(1)): k not in labels)
+        elif m := re.fullmatch(rf"({_KEY})\s*(==|!=|=|>|<)\s*([^\s]*)", req):
+            key, op, value = _check_key(m.group(1)), m.group(2), _check_value(m.group(3), req)
             if op in ("=", "=="):
                 reqs.append(lambda labels, k=key, v=value: labels.get(k) == v)
             elif op == "!=":
@@ -64,7 +88,7 @@ def parse_label_selector(selector: str) -> Callable[[Mapping[str, str]], bool]:
                         return False
                 reqs.append(numeric)
         elif re.fullmatch(_KEY, req):
-            reqs.append(lambda labels, k=req: k in labels)
+            reqs.append(lambda labels, k=_check_key(req): k in labels)
         else:
             raise ValueError(f"unable to parse requirement: {req!r}")
     return lambda labels: all(r(labels) for r in reqs)
@@ -97,3 +121,36 @@ def parse_field_selector(selector: str) -> Callable[[dict], bool]:
         else:
             reqs.append(lambda obj, p=path, v=value: _field_value(obj, p) == v)
     return lambda obj: all(r(obj) for r in reqs)
+
+
+# Field labels each kind supports beyond metadata.name and metadata.namespace (the API server's
+# `AddFieldLabelConversionFunc`s, pkg/apis/*/v1/conversion.go); anything else is a 400
+# `field label not supported`. Custom resources support only the two metadata fields (without
+# CRD selectableFields, which the CRDs deckhand reads do not declare).
+FIELD_LABELS: dict[str, frozenset[str]] = {
+    "Pod": frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                      "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName"}),
+    "Event": frozenset({"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                        "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                        "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"}),
+    "Secret": frozenset({"type"}),
+    "Namespace": frozenset({"status.phase"}),
+    "Node": frozenset({"spec.unschedulable"}),
+    "ReplicaSet": frozenset({"status.replicas"}),
+    "Job": frozenset({"status.successful"}),
+    "CertificateSigningRequest": frozenset({"spec.signerName"}),
+    "Service": frozenset({"spec.clusterIP", "spec.type"}),
+}
+_META_LABELS = frozenset({"metadata.name", "metadata.namespace"})
+
+
+def field_selector_for(kind: str, custom: bool, selector: str) -> Callable[[dict], bool]:
+    """parse_field_selector, refusing field labels `kind` does not support as the API server does."""
+    allowed = _META_LABELS | (frozenset() if custom else FIELD_LABELS.get(kind, frozenset()))
+    for req in _split_top_level(selector or ""):
+        m = re.fullmatch(r"([^=!\s]+)\s*(==|!=|=)\s*(.*)", req)
+        if m is None:
+            raise ValueError(f"invalid selector: '{selector}'; can't understand '{req}'")
+        if m.group(1) not in allowed:
+            raise ValueError(f"field label not supported: {m.group(1)}")
+    return parse_field_selector(selector)

@@ -23,6 +23,7 @@ from .kubeconfig import write_kubeconfig
 from .patches import merge_patch
 from .recording import SESSION_CALLS, Headers, RecordedRequest, _Rule
 from .resources import BUILTIN_TYPES, SEED_NAMESPACES, ResourceType
+from .deletion import _DeletionMixin
 from .routing import _RoutingMixin
 from .store import _Entry, _StoreMixin
 
@@ -30,14 +31,19 @@ from .store import _Entry, _StoreMixin
 # ------------------------------------------------------------------------------------------------
 # The fake
 # ------------------------------------------------------------------------------------------------
-class KubeFake(_RoutingMixin, _StoreMixin, EvictionMixin):
+class KubeFake(_RoutingMixin, _StoreMixin, _DeletionMixin, EvictionMixin):
     """An in-memory Kubernetes API server on http://127.0.0.1:<free port>."""
 
-    def __init__(self, *, seed_namespaces: bool = True, strict_namespaces: bool = False, token: str = "fake-token",
+    def __init__(self, *, seed_namespaces: bool = True, strict_namespaces: bool = True, token: str = "fake-token",
                  latency: float = 0.0):
         self.token = token
-        # True: creating in a namespace that does not exist is a 404, as on a real cluster
+        # Creating through HTTP in a namespace that does not exist is a 404, as on a real cluster. Seeding
+        # with add() is not checked: tests seed objects without their Namespace.
         self.strict_namespaces = strict_namespaces
+        self._request_context = threading.local()  # fieldValidation and Warning headers of the current request
+        self._gc_pending = False  # the garbage collector has work (see deletion.py)
+        self._deleted_uids: set[str] = set()  # owners deleted through the API: their dependents are collected
+        self.compacted_rv = 0  # continue tokens and watches from at or before this revision get 410 (compact())
         self.require_token = False  # True: requests without `Authorization: Bearer <token>` get 401
         self.latency = latency  # seconds added to every response (benchmarks)
         self._lock = threading.RLock()
@@ -229,7 +235,30 @@ class KubeFake(_RoutingMixin, _StoreMixin, EvictionMixin):
             new["metadata"] = dict(new["metadata"])
             self._bump_generation(entry.obj, new)
             stored = self._put(rt, new, "MODIFIED")
+            if stored["metadata"].get("deletionTimestamp"):
+                # A controller dropping its finalizer from a Terminating object: it may go now.
+                self._gc_pending = True
+                self._collect_garbage()
         return copy.deepcopy(stored)
+
+    def remove_finalizers(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str,
+                          *finalizers: str) -> dict | None:
+        """Play the controller that owns `finalizers` (all when none given): drop them from the object. A
+        Terminating object with no finalizer left is removed (then None is returned)."""
+        rt = self.resource_type(kind_or_plural, api_version)
+        with self._lock:
+            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
+            if entry is None:
+                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
+            keep = [f for f in entry.obj["metadata"].get("finalizers") or [] if finalizers and f not in finalizers]
+            self.patch(api_version, kind_or_plural, namespace, name, {"metadata": {"finalizers": keep or None}})
+        return self.get(api_version, kind_or_plural, namespace, name)
+
+    def terminating(self) -> list[tuple[str, str | None, str]]:
+        """(kind, namespace, name) of every object with a deletionTimestamp, sorted."""
+        with self._lock:
+            return sorted((rt.kind, o["metadata"].get("namespace"), o["metadata"]["name"])
+                          for rt, o in self._every_object() if o["metadata"].get("deletionTimestamp"))
 
     def set_status(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str,
                    status: dict) -> dict:
@@ -251,6 +280,13 @@ class KubeFake(_RoutingMixin, _StoreMixin, EvictionMixin):
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    def compact(self) -> int:
+        """Compact history up to now, as etcd does every few minutes: continue tokens and watches from an
+        older resourceVersion are answered 410 Expired. Returns the compacted revision."""
+        with self._lock:
+            self.compacted_rv = self._rv
+        return self.compacted_rv
 
     # -- requests, failures, hooks --------------------------------------------------------------
     @property
@@ -433,6 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
                 payload, ctype = _dumps(failure.body), JSON
             self._respond(failure.status, ctype, payload, headers)
             return
+        request = fake._request_context
+        request.field_validation, request.warnings = query.get("fieldValidation"), []
         try:
             if fake.require_token and self.headers.get("Authorization") != f"Bearer {fake.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
@@ -451,13 +489,17 @@ class _Handler(BaseHTTPRequestHandler):
             record.status = 200
             return
         record.status = answer[0]
-        self._respond(*answer)
+        # Field validation `Warn`: one `Warning: 299 - "<text>"` header per problem (RFC 7234 warn-code 299).
+        warnings = [("Warning", f'299 - "{w}"') for w in request.warnings]
+        self._respond(*answer, warnings)
 
-    def _respond(self, code: int, ctype: str, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+    def _respond(self, code: int, ctype: str, payload: bytes,
+                 headers: Mapping[str, str] | list[tuple[str, str]] | None = None) -> None:
         lines = [f"HTTP/1.1 {code} {self.responses.get(code, ('',))[0]}", f"Content-Type: {ctype}",
                  f"Content-Length: {len(payload)}", "Cache-Control: no-cache, private",
                  f"Date: {self.date_time_string()}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
+        lines += [f"{k}: {v}" for k, v in pairs]
         if self.close_connection:
             lines.append("Connection: close")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -14,7 +14,8 @@ from .common import _DNS_LABEL, _DNS_SUBDOMAIN, APPLY_PATCH, JSON_PATCH, MERGE_P
 from .errors import ApiError, _conflict, _invalid, _not_found
 from .patches import json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType
-from .selectors import parse_field_selector, parse_label_selector
+from .selectors import field_selector_for, parse_label_selector
+from .validation import check_scale, check_write
 
 
 @dataclass
@@ -23,6 +24,7 @@ class _Entry:
 
     obj: dict
     raw: bytes | None = None
+    list_raw: bytes | None = None  # as a list item: without kind/apiVersion
 
     def encoded(self) -> bytes:
         raw = self.raw
@@ -75,9 +77,12 @@ class _StoreMixin:
                 field_selector: str | None) -> list[_Entry]:
         try:
             lmatch = parse_label_selector(label_selector) if label_selector else None
-            fmatch = parse_field_selector(field_selector) if field_selector else None
         except ValueError as exc:
             raise ApiError(400, f"unable to parse requirement: {exc}", "BadRequest") from None
+        try:
+            fmatch = field_selector_for(rt.kind, rt.custom, field_selector) if field_selector else None
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "BadRequest") from None
         # `metadata.name=<n>` (how clients look one object up across namespaces) is matched on the
         # stored key, without evaluating selectors over every object: the API server answers it from
         # its cache in milliseconds, and a slow fake would make fleet-wide lookups look slow.
@@ -115,6 +120,14 @@ class _StoreMixin:
                 hook(verb, rt, copy.deepcopy(obj))
             except Exception:  # noqa: BLE001 - surfaced by check_hooks()
                 self.hook_errors.append(traceback.format_exc())
+
+    def _validated(self, rt: ResourceType, obj: dict) -> dict:
+        """`obj` as the server would store it, or ApiError; warnings go to the request's `Warning` header."""
+        request = self._request_context
+        stored, warnings = check_write(rt, obj, getattr(request, "field_validation", None))
+        if warnings and hasattr(request, "warnings"):
+            request.warnings += warnings
+        return stored
 
     # -- API operations (raise ApiError) --------------------------------------------------------
     def _api_get(self, rt: ResourceType, ns: str | None, name: str) -> dict:
@@ -187,10 +200,14 @@ class _StoreMixin:
         meta["generation"] = 1
         if rt.has_status:
             obj["status"] = {"phase": "Active"} if rt.kind == "Namespace" else {}
+        obj = self._validated(rt, obj)
+        meta = obj["metadata"]
         with self._lock:
             if rt.namespaced and self.strict_namespaces and ("", meta["namespace"]) not in self._store[("", "namespaces")]:
                 raise ApiError(404, f'namespaces "{meta["namespace"]}" not found', "NotFound",
                                {"name": meta["namespace"], "kind": "namespaces"})
+            if rt.namespaced:
+                self._refuse_in_terminating_namespace(rt, meta["namespace"], meta["name"])
             if self._key(rt, meta.get("namespace"), meta["name"]) in self._store[rt.storage_key]:
                 raise ApiError(409, f'{rt.qualified} "{meta["name"]}" already exists', "AlreadyExists",
                                {"name": meta["name"], "group": rt.group, "kind": rt.plural})
@@ -228,6 +245,8 @@ class _StoreMixin:
                 else:
                     result.pop("status", None)
             self._bump_generation(old, result)
+            self._keep_deletion_state(rt, old, result)
+        result = self._validated(rt, result)
         with self._lock:
             current = self._store[rt.storage_key].get(self._key(rt, old["metadata"].get("namespace"), name))
             if current is None:
@@ -236,7 +255,26 @@ class _StoreMixin:
                 raise _conflict(rt, name)
             if dry_run:
                 return result
-            return self._put(rt, result, "MODIFIED")
+            stored = self._put(rt, result, "MODIFIED")
+            if stored["metadata"].get("deletionTimestamp"):
+                self._gc_pending = True  # a finalizer may have been removed: the object may go now
+                self._collect_garbage()
+            return stored
+
+    @staticmethod
+    def _keep_deletion_state(rt: ResourceType, old: dict, new: dict) -> None:
+        """deletionTimestamp is the server's to set; a Terminating object takes no new finalizers."""
+        meta, was = new["metadata"], old["metadata"]
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if key in was:
+                meta[key] = was[key]
+            else:
+                meta.pop(key, None)
+        added = [f for f in meta.get("finalizers") or [] if f not in (was.get("finalizers") or [])]
+        if was.get("deletionTimestamp") and added:
+            raise _invalid(rt, was["name"], "metadata.finalizers",
+                           f"Forbidden: no new finalizers can be added if the object is being deleted, found new "
+                           f"finalizers []string{{{', '.join(repr(f).replace(chr(39), chr(34)) for f in added)}}}")
 
     def _api_replace(self, rt: ResourceType, ns: str | None, name: str, sub: str | None, body: Any,
                      dry_run: bool) -> dict:
@@ -258,15 +296,13 @@ class _StoreMixin:
     def _api_patch_locked(self, rt: ResourceType, ns: str | None, name: str, sub: str | None, content_type: str,
                           patch: Any, query: dict, dry_run: bool) -> tuple[int, dict]:
         if content_type == APPLY_PATCH:
-            if not query.get("fieldManager"):
-                raise ApiError(400, "PATCH request with apply content type must have a fieldManager", "BadRequest")
-            if not isinstance(patch, dict):
-                raise ApiError(400, "apply patches must be a YAML or JSON object", "BadRequest")
-            with self._lock:
-                exists = self._key(rt, ns, name) in self._store[rt.storage_key]
-            if not exists and sub is None:
-                body = dict(patch, metadata=dict(patch.get("metadata") or {}, name=name))
-                return 201, self._api_create(rt, ns, body, dry_run)
+            # Server-side apply needs field ownership (managedFields, conflicts between managers), which this
+            # fake does not model; answering as a server without it does keeps a client from believing it
+            # applied. kubectl's default (client-side) apply uses strategic merge patches and works.
+            raise ApiError(415, "the body of the request was in an unknown format - accepted media types include: "
+                                "application/json-patch+json, application/merge-patch+json, "
+                                "application/strategic-merge-patch+json (server-side apply is not supported by this "
+                                "fake)", "UnsupportedMediaType")
         old = self._api_get(rt, ns, name)
         target = self._scale_of(rt, old) if sub == "scale" else old
         try:
@@ -274,10 +310,10 @@ class _StoreMixin:
                 if not isinstance(patch, dict):
                     raise ValueError("a merge patch must be a JSON object")
                 new = merge_patch(target, patch)
-            elif content_type in (STRATEGIC_PATCH, APPLY_PATCH):
+            elif content_type == STRATEGIC_PATCH:
                 if not isinstance(patch, dict):
                     raise ValueError("a strategic merge patch must be a JSON object")
-                if rt.custom and content_type == STRATEGIC_PATCH:
+                if rt.custom:
                     raise ApiError(415, "the body of the request was in an unknown format - accepted media types "
                                         "include: application/json-patch+json, application/merge-patch+json, "
                                         "application/apply-patch+yaml", "UnsupportedMediaType")
@@ -312,41 +348,13 @@ class _StoreMixin:
         }
 
     def _scale_write(self, rt: ResourceType, old: dict, scale: Any, dry_run: bool) -> dict:
-        if not isinstance(scale, dict) or not isinstance((scale.get("spec") or {}).get("replicas"), int):
+        if not isinstance(scale, dict) or "replicas" not in (scale.get("spec") or {}):
             raise _invalid(rt, old["metadata"]["name"], "spec.replicas", "Required value")
+        check_scale(rt, old["metadata"]["name"], scale["spec"]["replicas"])
         expect = (scale.get("metadata") or {}).get("resourceVersion")
         new = dict(old, spec=dict(old.get("spec") or {}, replicas=scale["spec"]["replicas"]))
         stored = self._finish_update(rt, old, dict(new, metadata=dict(old["metadata"])), None, expect, dry_run)
         return self._scale_of(rt, stored)
-
-    def _api_delete(self, rt: ResourceType, ns: str | None, name: str, options: dict, dry_run: bool) -> dict:
-        with self._lock:
-            return self._api_delete_locked(rt, ns, name, options, dry_run)
-
-    def _api_delete_locked(self, rt: ResourceType, ns: str | None, name: str, options: dict, dry_run: bool) -> dict:
-        old = self._api_get(rt, ns, name)
-        pre = options.get("preconditions") or {}
-        # The real server checks preconditions in storage (k8s.io/apiserver storage.Preconditions.Check)
-        # and turns the StorageError into a 409 Conflict whose message carries it verbatim.
-        if pre.get("uid") and pre["uid"] != old["metadata"]["uid"]:
-            raise _conflict(rt, name, _precondition(rt, ns, name, f"UID in precondition: {pre['uid']}, UID in "
-                                                                  f"object meta: {old['metadata']['uid']}"))
-        if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"].get("resourceVersion"):
-            raise _conflict(rt, name, _precondition(
-                rt, ns, name, f"ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in "
-                              f"object meta: {old['metadata'].get('resourceVersion')}"))
-        if dry_run:
-            return old
-        with self._lock:
-            current = self._store[rt.storage_key].get(self._key(rt, ns, name))
-            if current is None or current.obj is not old:
-                raise _conflict(rt, name)
-            del self._store[rt.storage_key][self._key(rt, ns, name)]
-            self._record_event("DELETED", rt, old)
-            self.deletions.append({"apiVersion": rt.api_version, "kind": rt.kind,
-                                   "namespace": old["metadata"].get("namespace"), "name": name,
-                                   "propagationPolicy": options.get("propagationPolicy")})
-        return old
 
     def _deleted_answer(self, rt: ResourceType, obj: dict) -> dict:
         if rt.delete_returns_object:
