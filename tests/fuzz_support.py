@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 from bot.nodes.reports import sign as sign_report
 from bot.pipelines.form import parse_env
 from tests.harness import DEVOPS, HOOK_SECRET, OUTSIDER, PAY_DEV, WEBHOOK_SECRET
-from tests.test_zz_permissions import classify, rbac_rules
+from tests.test_zz_permissions import classify, rbac_grants
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -249,6 +249,7 @@ def test_canary_promote_killed_while_waiting_for_the_stable_rollout_is_promoted_
         tmp_path, monkeypatch, kube_fake_factory, slack_fake, bot_process):
     kube = kube_fake_factory()
     istio_canary(kube, weight=50)
+    kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deckhand"}})  # where the Lease lives
     # In a cluster, as deployed: the restarted process must wait for the killed one's Lease to
     # expire, and drops the canary lock the dead one held when it becomes the writer.
     config = write_config(tmp_path, {"prod-a": kube}, overrides={
@@ -288,6 +289,7 @@ def test_canary_promote_killed_while_waiting_for_the_stable_rollout_is_promoted_
     with uninterrupted(tmp_path, monkeypatch, {"prod-a": kube_fake_factory()}) as run:
         expected = run.kube["prod-a"]
         istio_canary(expected, weight=50)
+        expected.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deckhand"}})
         deployment_controller(expected)
         baseline_card = post_card(run, run.slack)
         run.sender.block_actions(PROMOTE, user_id=PAY_DEV, channel_id="C0PAY", message_ts=baseline_card["ts"])
@@ -421,6 +423,7 @@ def test_sqlite_is_wal_and_a_write_waits_for_another_writer_instead_of_failing(t
 def test_a_new_leader_drops_the_dead_ones_locks_before_it_takes_any_request(kube_fake, tmp_path):
     kubeconfig = kube_fake.kubeconfig(str(tmp_path / "kc"), context="prod-a")
     kube = KubeGateway([Cluster(name="prod-a", context="prod-a", kubeconfig=kubeconfig, prometheus_url="http://x:1")])
+    kube_fake.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deckhand"}})
     store = Store(str(tmp_path / "deckhand.db"))
     try:
         dead = Store(str(tmp_path / "deckhand.db"))  # the killed process: its lock outlives it
