@@ -235,13 +235,13 @@ class _RoutingMixin:
         if method == "PUT":
             obj = self._api_replace(rt, ns, name, sub, body, dry_run)
             if not dry_run:
-                self._fire("update" if sub is None else f"update_{sub}", rt, self._api_get(rt, ns, name))
+                self._fire("update" if sub is None else f"update_{sub}", rt, self._stored_or(rt, ns, name, obj))
             return 200, JSON, _dumps(obj if sub == "scale" else self._as_served(rt, obj))
         if method == "PATCH":
             code, obj = self._api_patch(rt, ns, name, sub, content_type, body, query, dry_run)
             if not dry_run:
                 verb = ("create" if code == 201 else "patch") if sub is None else f"patch_{sub}"
-                self._fire(verb, rt, self._api_get(rt, ns, name))
+                self._fire(verb, rt, self._stored_or(rt, ns, name, obj))
             return code, JSON, _dumps(obj if sub == "scale" else self._as_served(rt, obj))
         if method == "DELETE" and sub is None:
             obj = self._api_delete(rt, ns, name, self._delete_options(body, query), dry_run)
@@ -252,6 +252,14 @@ class _RoutingMixin:
                 return 200, JSON, _dumps(self._as_served(rt, obj))
             return 200, JSON, _dumps(self._deleted_answer(rt, obj))
         raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed")
+
+    def _stored_or(self, rt: ResourceType, ns: str | None, name: str, written: dict) -> dict:
+        """The object as stored after a write, or what was written when the write let it go (the last
+        finalizer of a Terminating object removed)."""
+        try:
+            return self._api_get(rt, ns, name)
+        except ApiError:
+            return written
 
     @staticmethod
     def _delete_options(body: Any, query: dict) -> dict:

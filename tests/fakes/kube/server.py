@@ -490,7 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         record.status = answer[0]
         # Field validation `Warn`: one `Warning: 299 - "<text>"` header per problem (RFC 7234 warn-code 299).
-        warnings = [("Warning", f'299 - "{w}"') for w in request.warnings]
+        warnings = [("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"') for w in request.warnings]
         self._respond(*answer, warnings)
 
     def _respond(self, code: int, ctype: str, payload: bytes,
