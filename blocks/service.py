@@ -22,7 +22,8 @@ UNKNOWN_CALLER = "_unknown caller_ (no sidecar, or plain TCP without mTLS)"
 MAX_LINES = 12  # per list; the rest becomes "and N more" so a section stays well under 3,000 chars
 PHASES = {1: "Stop routing", 2: "Workloads and batches", 3: "Service and the rest"}
 STEP_ICONS = {"deleted": ":white_check_mark:", "already gone": ":heavy_minus_sign:", "failed": ":x:",
-              "left in place": ":leftwards_arrow_with_hook:", "": ":white_small_square:"}
+              "left in place": ":leftwards_arrow_with_hook:", "terminating": ":hourglass_flowing_sand:",
+              "": ":white_small_square:"}
 
 
 def target_value(report, source: str) -> str:
@@ -203,7 +204,8 @@ def steps_text(plan) -> str:
             continue
         lines = [f"{STEP_ICONS.get(s.result, '')} {escape(s.kind)} `{escape(s.name)}`"
                  + (f" {escape(s.result)}" if s.result and s.result != "failed" else "")
-                 + (f" — {escape(s.detail)}" if s.result in ("failed", "left in place") else "") for s in mine]
+                 + (f" — {escape(s.detail)}" if s.result in ("failed", "left in place", "terminating") and s.detail
+                    else "") for s in mine]
         parts.append(f"*{phase}. {title}*\n" + _capped(lines, 15))
     return "\n".join(parts) or "Nothing to delete."
 

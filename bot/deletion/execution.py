@@ -1,6 +1,10 @@
 """Carrying out an approved deletion: the plan's objects, phase by phase, each DELETE pinned to the
 approved object, and the moves and messages every step of the state machine shares.
 
+An object the API server only marks for deletion (deletionTimestamp: a finalizer, Foreground waiting on
+dependents) is not "deleted" until a repeated DELETE answers 404: the next phase waits for it, and one still
+Terminating after TERMINATING_WAIT stops the request as `failed`, naming the finalizers holding it.
+
 `run_deletion` deletes with foreground propagation and `preconditions: {uid, resourceVersion}`, so the
 API server deletes only the very object that was approved, unchanged since deckhand read it. Each
 phase first reads its objects again (one list narrowed by name per object): one re-created under
@@ -11,6 +15,7 @@ machine that calls it is bot/deletion/lifecycle.py.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 
 from bot.deletion.dependencies import WORKLOADS, DependencyReport
@@ -81,12 +86,20 @@ def run_deletion(ctx: Context, req: DeletionRequest, actor: str) -> Outcome:
                 return _stop(ctx, req, actor, step, exc)
         for step in [s for s in steps if not s.done]:
             try:
-                gone_now = ctx.kube.delete(req.cluster, step.finding.resource, step.namespace, step.name,
-                                           propagation="Foreground", uid=step.uid or None,
-                                           resource_version=step.resource_version or None)
-                step.result, step.detail = ("deleted" if gone_now else "already gone"), ""
+                step.result = ctx.kube.delete(req.cluster, step.finding.resource, step.namespace, step.name,
+                                              propagation="Foreground", uid=step.uid or None,
+                                              resource_version=step.resource_version or None)
+                step.detail = ""
             except KubeError as exc:
                 return _stop(ctx, req, actor, step, exc)
+        terminating = [s for s in req.plan if s.phase == phase and s.result == "terminating"]
+        try:
+            _await_terminating(ctx, req, terminating)
+        except KubeError as exc:
+            return _stopped_terminating(ctx, req, actor, terminating, str(exc))
+        held = [s for s in terminating if s.result == "terminating"]
+        if held:
+            return _stopped_terminating(ctx, req, actor, held, None)
         save_plan(ctx, req)
         if phase == WORKLOADS:
             record_saving(ctx, req)
@@ -100,6 +113,56 @@ def run_deletion(ctx: Context, req: DeletionRequest, actor: str) -> Outcome:
             "since the approval and left in place (never approved).") if kept else ""
     announce(ctx, req, f":wastebasket: `{req.service}` is deleted from `{req.cluster}`{freed}.{left}")
     return Outcome(True, f"Deleted `{req.service}` from `{req.cluster}`{freed}.{left}")
+
+
+# How long one phase waits for its objects to finish terminating before the request stops as `failed`
+# (and *Continue deletion* picks it up). With Foreground propagation the API server only marks an object
+# (deletionTimestamp + the foregroundDeletion finalizer) and the garbage collector removes it once its
+# dependents are gone, usually within seconds; a finalizer whose controller is down holds it forever.
+TERMINATING_WAIT = 30.0
+TERMINATING_POLL = 0.5
+
+
+def _await_terminating(ctx: Context, req: DeletionRequest, steps: list[Step]) -> None:
+    """Watch Terminating objects go: a repeated DELETE (pinned to the approved uid) answers 404 once the
+    object is gone, or a precondition 409 once another object took its name. A step still held when the wait
+    ends keeps the result "terminating" and names the finalizers in its detail."""
+    deadline = time.monotonic() + TERMINATING_WAIT
+    waiting = list(steps)
+    while waiting:
+        for step in list(waiting):
+            try:
+                state, finalizers = ctx.kube.delete_state(req.cluster, step.finding.resource, step.namespace,
+                                                          step.name, uid=step.uid or None)
+            except KubeError as exc:
+                if not exc.precondition_failed:
+                    raise
+                state, finalizers = "deleted", []  # the approved object is gone; a new one has the name
+            if state != "terminating":
+                step.result, step.detail = "deleted", ""
+                waiting.remove(step)
+            else:
+                step.detail = ("waiting for finalizers: " + ", ".join(finalizers)) if finalizers else \
+                    "waiting for the API server to remove it"
+        if not waiting or time.monotonic() >= deadline:
+            return
+        time.sleep(TERMINATING_POLL)
+
+
+def _stopped_terminating(ctx: Context, req: DeletionRequest, actor: str, held: list[Step],
+                         error: str | None) -> Outcome:
+    """Objects still Terminating: do not call the service deleted, nor move on to the next phase."""
+    names = "; ".join(f"{s.kind} {s.namespace}/{s.name} ({s.detail or 'terminating'})" for s in held)
+    why = f"checking on them failed: {error}" if error else f"still terminating after {TERMINATING_WAIT:.0f}s"
+    note = f"{len(held)} object{'s' if len(held) != 1 else ''} {why}: {names}"
+    save_plan(ctx, req)
+    move(ctx, req, "deleting", "failed", actor, "deletion.terminating", {"note": note},
+         params={"terminating": [f"{s.kind}/{s.name}" for s in held]})
+    announce(ctx, req, f":hourglass_flowing_sand: `{req.service}` is not fully deleted from `{req.cluster}` yet: "
+                       f"{note}. Whatever owns those finalizers must finish; then DevOps can press *Continue "
+                       "deletion* on the request.")
+    return Outcome(False, f":hourglass_flowing_sand: *Not deleted yet* — {note}.\nOnce they are gone, press "
+                          "*Continue deletion*: finished steps are skipped.")
 
 
 def _reread(ctx: Context, req: DeletionRequest, step: Step) -> None:

@@ -307,23 +307,37 @@ class KubeGateway:
 
     def delete(self, cluster: str, resource: Resource, namespace: str | None, name: str,
                propagation: str = "Foreground", uid: str | None = None,
-               resource_version: str | None = None) -> bool:
-        """True when deleted now, False when it was already gone (deleting twice is safe).
+               resource_version: str | None = None) -> str:
+        """"deleted" when the object went at once, "terminating" when the API server only marked it (it
+        answers with the object carrying `metadata.deletionTimestamp`: finalizers hold it, or Foreground
+        propagation waits for its dependents), "already gone" on 404 (deleting twice is safe).
         With `uid` (and `resource_version`) the API server deletes only that very object, else 409."""
+        state, _ = self.delete_state(cluster, resource, namespace, name, propagation, uid, resource_version)
+        return state
+
+    def delete_state(self, cluster: str, resource: Resource, namespace: str | None, name: str,
+                     propagation: str = "Foreground", uid: str | None = None,
+                     resource_version: str | None = None) -> tuple[str, list[str]]:
+        """delete(), plus the finalizers still holding a Terminating object. Repeating a DELETE on a
+        Terminating object changes nothing and answers with it again, so this is also how deckhand watches
+        an object go with no more rights than `delete` (no `get` on Secrets)."""
         options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
         if preconditions:
             options["preconditions"] = preconditions
         try:
-            self.request(
+            answer = self.request(
                 cluster, "DELETE", resource.path(namespace, name), body=options,
                 action=f"delete {resource.kind} {_ref(namespace, name)}",
             )
-            return True
         except KubeError as exc:
             if exc.not_found:
-                return False
+                return "already gone", []
             raise
+        meta = (answer.get("metadata") or {}) if isinstance(answer, dict) and answer.get("kind") != "Status" else {}
+        if meta.get("deletionTimestamp"):
+            return "terminating", [str(f) for f in meta.get("finalizers") or []]
+        return "deleted", []
 
     def version(self, cluster: str, timeout: float | None = None) -> dict:
         return self.request(cluster, "GET", "/version", action="get /version", timeout=timeout)

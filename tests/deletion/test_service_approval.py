@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 from blocks.service import ACTION_APPROVE, ACTION_OVERRIDE, ACTION_REJECT, ACTION_RESUME, REASON_BLOCK, VIEW_OVERRIDE
-from bot.deletion import lifecycle
+from bot.deletion import execution, lifecycle
 from tests.harness import DEVOPS, DEVOPS2, PAY_DEV, PAY_DEV2, FakeClock
 from tests.deletion.test_service_world import (APPROVALS, approval_message, button, click, cronjob, exists,  # noqa: F401
                                       mesh_prometheus, pending_gauge, report_of, request_deletion, service, start,
@@ -50,7 +50,11 @@ def test_clean_service_end_to_end(bot_factory, github_fake, mesh_prometheus):
         < min(position[("Deployment", "payments-api")], position[("CronJob", "payments-api-cleanup")]) \
         < position[("Service", "payments-api")] < position[("ConfigMap", "payments-api-config")]
     assert {d["propagationPolicy"] for d in kube.deletions} == {"Foreground"}
-    assert [w.method for w in kube.writes()] == ["DELETE"] * len(OBJECTS)
+    # Foreground: each DELETE is answered with the object marked for deletion; deckhand repeats the DELETE
+    # until the API server answers 404, so only then does a step count as deleted.
+    answers = [(w.path, w.status) for w in kube.writes() if w.method == "DELETE"]
+    assert len(answers) == len(kube.writes()) == 2 * len(OBJECTS)
+    assert all(answers.index((path, 200)) < answers.index((path, 404)) for path, _ in answers)
     assert exists(kube, "ConfigMap", "payments", "shared-settings") and exists(kube, "Service", "payments", "ledger")
     assert all(step.result == "deleted" for step in done.plan)
 
@@ -272,3 +276,34 @@ def test_the_override_is_devops_only(bot_factory, github_fake):
     assert "can't do that" in ephemeral_after(bot, before, "can't do that")
     assert bot.slack.views_for(PAY_DEV) == []
 
+
+
+def test_an_object_held_by_a_finalizer_is_not_called_deleted(bot_factory, github_fake, mesh_prometheus, monkeypatch):
+    """The API server only marks an object whose finalizer's controller has not let go (deletionTimestamp):
+    deckhand must not say it is deleted, nor delete the Service in front of a workload still terminating."""
+    monkeypatch.setattr(execution, "TERMINATING_WAIT", 0.3)
+    monkeypatch.setattr(execution, "TERMINATING_POLL", 0.05)
+    bot = start(bot_factory, github_fake, mesh_prometheus)
+    kube = bot.kube["prod-a"]
+    kube.patch("apps/v1", "deployments", "payments", "payments-api", {"metadata": {"finalizers": ["example.com/drain"]}})
+    req = request_deletion(bot, PAY_DEV)
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    told = ephemeral_after(bot, before, "Not deleted yet")
+    assert "Deployment payments/payments-api (waiting for finalizers: example.com/drain)" in told
+    failed = wait_state(bot, req.id, "failed")
+    assert "still terminating" in failed.note
+    assert kube.terminating() == [("Deployment", "payments", "payments-api")]
+    assert exists(kube, "Service", "payments", "payments-api")  # phase 3 waits for the workloads to be gone
+    assert [s.result for s in failed.plan if s.kind == "Deployment"] == ["terminating"]
+    assert bot.ctx.store.audit_log("payments-api")[0]["action"] == "deletion.terminating"
+    bot.flush()
+    text = blocks_text(approval_message(bot, req.id))
+    assert ":hourglass_flowing_sand: Deployment `payments-api` terminating — waiting for finalizers: example.com/drain" in text
+    assert "Deleted" not in text and button(approval_message(bot, req.id)["blocks"], ACTION_RESUME) is not None
+
+    kube.remove_finalizers("apps/v1", "deployments", "payments", "payments-api")  # its controller lets go
+    click(bot, ACTION_RESUME, req.id, user=DEVOPS2)
+    done = wait_state(bot, req.id, "deleted")
+    assert all(step.done for step in done.plan) and kube.terminating() == []
+    assert not exists(kube, "Service", "payments", "payments-api")

@@ -83,13 +83,17 @@ def test_every_delete_carries_the_approved_uid_and_resource_version(bot_factory,
     kube.clear_requests()
     click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
     wait_state(bot, req.id, "deleted")
-    deletes = [w for w in kube.writes() if w.method == "DELETE"]
+    # Each object: the deleting DELETE (200, uid and resourceVersion), then deckhand's check that the object it
+    # marked is gone (the same DELETE pinned to the uid alone, answered 404).
+    deletes = [w for w in kube.writes() if w.method == "DELETE" and w.status == 200]
     assert len(deletes) == len(OBJECTS)
     for write in deletes:
         kind, name = next(k for k in OBJECTS if write.path.endswith(f"/{k[1]}") and
                           f"/{kind_plural(k[0])}/" in write.path)
         meta = identities[(kind, name)]
         assert write.body["preconditions"] == {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+    checks = [w for w in kube.writes() if w.method == "DELETE" and w.status == 404]
+    assert len(checks) == len(OBJECTS) and all(set(w.body["preconditions"]) == {"uid"} for w in checks)
 
 
 def kind_plural(kind: str) -> str:
@@ -238,7 +242,7 @@ def test_a_changed_object_stops_on_its_resource_version_and_continue_deletes_it(
     done = wait_state(bot, req.id, "deleted")
     assert next(s for s in done.plan if s.kind == "ConfigMap").result == "deleted"
     deletes = [r for r in kube.requests if r.method == "DELETE" and r.path.endswith("/configmaps/payments-api-config")]
-    assert [r.status for r in deletes] == [409, 200]
+    assert [r.status for r in deletes] == [409, 200, 404]  # refused, deleted, confirmed gone
     assert deletes[1].body["preconditions"]["resourceVersion"] == touched[0]
     assert sorted((d["kind"], d["name"]) for d in kube.deletions) == sorted(OBJECTS)
 
