@@ -140,6 +140,20 @@ class Bot:
         return self.kube[cluster]
 
 
+def present_in_workspace(slack_fake, cfg: dict) -> None:
+    """What a real install has in Slack: the bot was invited to the config's channels (and only those), and
+    the people of the config exist. A test that wants another channel joins it (or leaves one)."""
+    channels = list((cfg.get("channels") or {}).values())
+    channels += [t["channel"] for t in (cfg.get("teams") or {}).values() if isinstance(t, dict) and t.get("channel")]
+    slack_fake.join(*[c for c in channels if c])
+    people = [DEVOPS, DEVOPS2, PAY_DEV, PAY_DEV2, OUTSIDER]
+    for members in (cfg.get("roles") or {}).values():
+        people += [m for m in members or [] if str(m).startswith(("U", "W"))]
+    for team in (cfg.get("teams") or {}).values():
+        people += [m for m in (team or {}).get("members") or [] if str(m).startswith(("U", "W"))]
+    slack_fake.add_users(*people)
+
+
 def grant_reviewers(github_fake, repo: str | None = None) -> None:
     """Make the base config's reviewers a collaborator of `repo` (default the config's) and its team exist,
     so GitHub accepts the review requests (it answers 422 for anyone else)."""
@@ -183,6 +197,7 @@ def start_bot(tmp_path: Path, slack_fake, kube_fakes: dict[str, Any], *, prometh
         grant_reviewers(github_fake)
     cfg = deep_merge(cfg, config or {})
     settings = parse_settings(cfg, "test.yaml")
+    present_in_workspace(slack_fake, cfg)
     secrets = Secrets(
         slack_bot_token=BOT_TOKEN, slack_signing_secret=None if socket_gateway else SIGNING_SECRET,
         slack_app_token=socket_gateway.app_token if socket_gateway else None,

@@ -176,7 +176,7 @@ def test_views_open_update_hash_and_limits(slack_fake, client):
              "submit": {"type": "plain_text", "text": "Go"},
              "blocks": [{"type": "input", "block_id": "svc", "label": {"type": "plain_text", "text": "Service"},
                          "element": {"type": "plain_text_input", "action_id": "name"}}]}
-    v = client.views_open(trigger_id="123.456.abc", view=modal)["view"]
+    v = client.views_open(trigger_id=slack_fake.mint_trigger_id("U1"), view=modal)["view"]
     assert v["id"].startswith("V") and v["hash"] and v["callback_id"] == "pipeline_create"
 
     v2 = client.views_update(view_id=v["id"], hash=v["hash"], view=dict(modal, private_metadata="m"))["view"]
@@ -187,13 +187,15 @@ def test_views_open_update_hash_and_limits(slack_fake, client):
     assert e.value.response["error"] == "hash_conflict"
 
     with pytest.raises(SlackApiError) as e:
-        client.views_open(trigger_id="t", view=dict(modal, title={"type": "plain_text", "text": "x" * 25}))
+        client.views_open(trigger_id=slack_fake.mint_trigger_id("U1"),
+                          view=dict(modal, title={"type": "plain_text", "text": "x" * 25}))
     assert e.value.response["error"] == "invalid_arguments"
     with pytest.raises(SlackApiError) as e:
-        client.views_open(trigger_id="t", view=dict(modal, blocks=[section("b")] * 101))
+        client.views_open(trigger_id=slack_fake.mint_trigger_id("U1"), view=dict(modal, blocks=[section("b")] * 101))
     assert e.value.response["error"] == "invalid_arguments"
 
-    pushed = client.views_push(trigger_id="t2", view=dict(modal, external_id="ext-1"))["view"]
+    pushed = client.views_push(trigger_id=slack_fake.mint_trigger_id("U1", v["id"]),
+                               view=dict(modal, external_id="ext-1"))["view"]
     updated = client.views_update(external_id="ext-1", view=dict(modal, callback_id="step2"))["view"]
     assert updated["id"] == pushed["id"] and updated["callback_id"] == "step2"
     with pytest.raises(SlackApiError) as e:
@@ -213,11 +215,19 @@ def test_users_usergroups_ephemeral_conversations(slack_fake, client):
     assert e.value.response["error"] == "no_such_subteam"
     u = client.users_info(user="U1")["user"]
     assert (u["profile"]["display_name"], u["real_name"], u["tz"]) == ("ali", "Alice A", "Asia/Tokyo")
+    with pytest.raises(SlackApiError) as e:  # nobody by that id in the workspace
+        client.users_info(user="U9")
+    assert e.value.response["error"] == "user_not_found"
+    slack_fake.add_users("U9")
     assert client.users_info(user="U9")["user"]["id"] == "U9"
 
     r = client.chat_postEphemeral(channel="C1", user="U1", text="only you")
     assert r["message_ts"]
     assert [e["text"] for e in slack_fake.ephemerals(user="U1")] == ["only you"]
+    with pytest.raises(SlackApiError) as e:
+        client.conversations_info(channel="C1")  # nothing was ever said there and no test made it exist
+    assert e.value.response["error"] == "channel_not_found"
+    slack_fake.add_channels("C1")
     assert client.conversations_info(channel="C1")["channel"]["id"] == "C1"
 
 

@@ -15,6 +15,14 @@ BOT_ID = "B0BOT"
 APP_ID = "A0APP"
 VERIFICATION_TOKEN = "fake-verification-token"
 
+# A trigger_id must be exchanged within 3 seconds, once (https://api.slack.com/interactivity/handling#modal_responses:
+# "trigger_id ... expires in 3 seconds"); a response_url takes at most 5 posts within 30 minutes.
+TRIGGER_TTL = 3.0
+RESPONSE_URL_USES = 5
+RESPONSE_URL_TTL = 30 * 60.0
+# After a modal opens, the app may push at most 2 more views onto its stack (views.push: push_limit_reached).
+MAX_VIEW_STACK = 3
+
 # Fields that slack_sdk (or a hand-written client) sends as JSON strings inside form bodies.
 JSON_FIELDS = {"blocks", "view", "attachments", "metadata", "user_auth_blocks", "unfurls", "chunks"}
 Json = Dict[str, Any]

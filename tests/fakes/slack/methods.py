@@ -6,8 +6,8 @@ import time
 import uuid
 from typing import Any, Optional
 
-from .common import (APP_ID, BOT_ID, BOT_USER_ID, BOT_USER_NAME, TEAM_ID, TEAM_NAME, WORKSPACE_URL, Json,
-                     _SlackError, _truthy)
+from .common import (APP_ID, BOT_ID, BOT_USER_ID, BOT_USER_NAME, MAX_VIEW_STACK, TEAM_ID, TEAM_NAME, TRIGGER_TTL,
+                     WORKSPACE_URL, Json, _SlackError, _truthy)
 from .limits import MAX_TEXT, validate_message_blocks, validate_view
 
 
@@ -16,14 +16,33 @@ class _WebApiMethods:
 
     # -- state helpers -------------------------------------------------------------------------
 
-    def _check_channel(self, args: Json, key: str = "channel") -> str:
+    def _check_channel(self, args: Json, key: str = "channel", user_means_dm: bool = False,
+                       member: bool = False) -> str:
+        """The channel a call names. Only chat.postMessage takes a user id for the DM with that user
+        (`user_means_dm`; https://api.slack.com/methods/chat.postMessage#app_home): elsewhere a U... id is
+        channel_not_found. `member`: the bot must be in it (not_in_channel), as for posting and reading."""
         channel = args.get(key)
         if not channel:
             raise _SlackError("channel_not_found")
         channel = str(channel)
+        if channel[0] in "UW" and not user_means_dm:
+            raise _SlackError("channel_not_found")
         if channel in self.missing_channels or self._resolve_channel(channel) in self.missing_channels:
             raise _SlackError("channel_not_found")
-        return self._resolve_channel(channel)
+        resolved = self._resolve_channel(channel)
+        if member and not self.is_member(resolved):
+            raise _SlackError("not_in_channel")
+        return resolved
+
+    def _known_channel(self, channel: str) -> bool:
+        if channel in self.channels or channel in self.known_channels or channel in self._messages:
+            return True
+        if self.member_of is not None and channel in self.member_of:
+            return True
+        return channel.startswith("D") and ("U" + channel[1:]) in self._all_users()
+
+    def _all_users(self) -> set:
+        return set(self.users) | self.known_users
 
     def _check_message_content(self, args: Json, require: bool = True) -> None:
         text = args.get("text")
@@ -98,7 +117,7 @@ class _WebApiMethods:
                 parent["reply_count"] = max(0, parent.get("reply_count", 1) - 1)
 
     def _user(self, user_id: str) -> Json:
-        if user_id in self.missing_users:
+        if user_id in self.missing_users or user_id not in self._all_users():
             raise _SlackError("user_not_found")
         conf = copy.deepcopy(self.users.get(user_id, {}))
         name = conf.pop("name", user_id.lower())
@@ -203,10 +222,20 @@ class _WebApiMethods:
         return view
 
     def _trigger(self, args: Json) -> Json:
+        """Exchange a trigger_id: once (exchanged_trigger_id), within 3 s of the interaction
+        (expired_trigger_id), and only one Slack minted (invalid_trigger_id). See views.open's errors."""
         trigger = args.get("trigger_id") or args.get("interactivity_pointer")
         if not trigger:
             raise _SlackError("invalid_arguments", ["[ERROR] missing required field: trigger_id"])
-        return self._triggers.get(str(trigger), {})
+        meta = self._triggers.get(str(trigger))
+        if meta is None:
+            raise _SlackError("invalid_trigger_id")
+        if meta["used"]:
+            raise _SlackError("exchanged_trigger_id")
+        if self.clock() - meta["minted"] > TRIGGER_TTL:
+            raise _SlackError("expired_trigger_id")
+        meta["used"] = True
+        return meta
 
     # -- Web API methods -------------------------------------------------------------------------
 
@@ -226,7 +255,7 @@ class _WebApiMethods:
         }
 
     def _m_chat_postMessage(self, args: Json) -> Json:
-        channel = self._check_channel(args)
+        channel = self._check_channel(args, user_means_dm=True, member=True)
         self._check_message_content(args)
         msg = self._store_message(channel, args, thread_ts=args.get("thread_ts"))
         return {"ok": True, "channel": channel, "ts": msg["ts"], "message": copy.deepcopy(msg)}
@@ -250,7 +279,7 @@ class _WebApiMethods:
         return {"ok": True, "channel": channel, "ts": msg["ts"]}
 
     def _m_chat_postEphemeral(self, args: Json) -> Json:
-        channel = self._check_channel(args)
+        channel = self._check_channel(args, member=True)
         user = args.get("user")
         if not user:
             raise _SlackError("user_not_found")
@@ -273,7 +302,7 @@ class _WebApiMethods:
         return {"ok": True, "channel": channel, "permalink": link}
 
     def _m_conversations_replies(self, args: Json) -> Json:
-        channel = self._check_channel(args)
+        channel = self._check_channel(args, member=True)
         ts = str(args.get("ts") or "")
         parent = self._messages.get(channel, {}).get(ts)
         if parent is None:
@@ -286,7 +315,7 @@ class _WebApiMethods:
                 "response_metadata": {"next_cursor": ""}}
 
     def _m_conversations_history(self, args: Json) -> Json:
-        channel = self._check_channel(args)
+        channel = self._check_channel(args, member=True)
         msgs = [copy.deepcopy(m) for ts, m in self._messages.get(channel, {}).items()
                 if not m.get("thread_ts") or m["thread_ts"] == ts or m.get("subtype") == "thread_broadcast"]
         msgs.sort(key=lambda m: float(m["ts"]), reverse=True)
@@ -296,7 +325,11 @@ class _WebApiMethods:
 
     def _m_conversations_info(self, args: Json) -> Json:
         channel = self._check_channel(args)
-        return {"ok": True, "channel": self._channel_info(channel)}
+        if not self._known_channel(channel):
+            raise _SlackError("channel_not_found")
+        info = self._channel_info(channel)
+        info["is_member"] = self.is_member(channel)
+        return {"ok": True, "channel": info}
 
     def _m_conversations_open(self, args: Json) -> Json:
         if args.get("channel"):
@@ -309,7 +342,7 @@ class _WebApiMethods:
             if not users:
                 raise _SlackError("users_list_not_supplied")
             for u in users:
-                if u in self.missing_users:
+                if u in self.missing_users or u not in self._all_users():
                     raise _SlackError("user_not_found")
             channel = self._resolve_channel(users[0]) if len(users) == 1 else self._next_id("G")
         return {"ok": True, "channel": {"id": channel}}
@@ -346,10 +379,16 @@ class _WebApiMethods:
         return {"ok": True, "view": copy.deepcopy(out)}
 
     def _m_views_push(self, args: Json) -> Json:
+        # "a valid trigger_id generated from an interaction within the existing modal"; "After a modal is
+        # opened, the app is limited to pushing 2 additional views" (https://api.slack.com/methods/views.push).
         trig = self._trigger(args)
         view = self._view_arg(args, require_modal=True)
         previous = trig.get("view_id")
-        root = self._views[previous]["root_view_id"] if previous in self._views else None
+        if previous not in self._views or self._views[previous].get("type") != "modal":
+            raise _SlackError("not_found")
+        root = self._views[previous]["root_view_id"]
+        if sum(1 for v in self._views.values() if v.get("root_view_id") == root) >= MAX_VIEW_STACK:
+            raise _SlackError("push_limit_reached")
         out = self._new_view(view, previous=previous, root=root)
         self._view_meta[out["id"]] = {"user": trig.get("user"), "trigger_id": args.get("trigger_id")}
         return {"ok": True, "view": copy.deepcopy(out)}

@@ -164,14 +164,18 @@ class SlackSender:
 
     def _user(self, user_id: str) -> Json:
         name = user_id.lower()
-        if self.fake is not None and user_id in self.fake.users:
-            name = self.fake.users[user_id].get("name", name)
+        if self.fake is not None:
+            self.fake.add_users(user_id)  # whoever clicks exists in the workspace
+            if user_id in self.fake.users:
+                name = self.fake.users[user_id].get("name", name)
         return {"id": user_id, "username": name, "name": name, "team_id": self.team_id}
 
     def _channel(self, channel_id: str) -> Json:
         name = f"channel-{channel_id.lower()}"
-        if self.fake is not None and channel_id in self.fake.channels:
-            name = self.fake.channels[channel_id].get("name", name)
+        if self.fake is not None:
+            self.fake.add_channels(channel_id)  # a command typed in a channel: the channel exists
+            if channel_id in self.fake.channels:
+                name = self.fake.channels[channel_id].get("name", name)
         return {"id": channel_id, "name": name}
 
     def _team(self) -> Json:

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 from urllib.parse import parse_qs, urlsplit
 
-from .common import BOT_USER_ID, JSON_FIELDS, SESSION_METHODS, Call, Json, _Injection, _RateLimit, _SlackError, _truthy
+from .common import (BOT_USER_ID, JSON_FIELDS, RESPONSE_URL_TTL, RESPONSE_URL_USES, SESSION_METHODS, Call, Json,
+                     _Injection, _RateLimit, _SlackError, _truthy)
 from .limits import validate_message_blocks
 from .methods import _WebApiMethods
 
@@ -75,6 +76,16 @@ class SlackFake(_WebApiMethods):
         self.missing_users: set = set()
         self.channels: Dict[str, Json] = {}
         self.missing_channels: set = set()
+        # Who and what exists, as Slack knows it: users.info / conversations.info answer user_not_found /
+        # channel_not_found for anything else. Configured users and channels, the bot, and every user and
+        # channel a SlackSender request came from are known; tests add more with add_users / add_channels.
+        self.known_users: set = {BOT_USER_ID}
+        self.known_channels: set = set()
+        # Channels the bot is a member of. None: every channel (a bare fake); the harness sets the config's
+        # channels. chat.postMessage and friends answer not_in_channel elsewhere (DMs are always open).
+        self.member_of: Optional[set] = None
+        # The clock trigger_ids (3 s) and response_urls (30 min) age by; tests move it instead of sleeping.
+        self.clock: Callable[[], float] = time.monotonic
         # state
         self._lock = threading.RLock()
         self._calls: List[Call] = []
@@ -166,6 +177,31 @@ class SlackFake(_WebApiMethods):
         with self._lock:
             self._injections.append(inj)
         return inj
+
+    def add_users(self, *user_ids: str) -> None:
+        with self._lock:
+            self.known_users.update(user_ids)
+
+    def add_channels(self, *channel_ids: str) -> None:
+        with self._lock:
+            self.known_channels.update(channel_ids)
+
+    def join(self, *channel_ids: str) -> None:
+        """Make the bot a member of `channel_ids` (and only of the channels ever joined)."""
+        with self._lock:
+            self.member_of = set(self.member_of or ()) | set(channel_ids)
+            self.known_channels.update(channel_ids)
+
+    def leave(self, *channel_ids: str) -> None:
+        with self._lock:
+            if self.member_of is not None:
+                self.member_of -= set(channel_ids)
+
+    def is_member(self, channel: str) -> bool:
+        if not channel or channel[0] not in "CG":  # DMs (D...) and user ids: always reachable
+            return True
+        with self._lock:
+            return self.member_of is None or channel in self.member_of
 
     def clear_failures(self) -> None:
         with self._lock:
@@ -338,13 +374,14 @@ class SlackFake(_WebApiMethods):
         `delete_original` posts edit that stored message, and `in_channel` posts add one to channel."""
         rid = uuid.uuid4().hex[:16]
         with self._lock:
-            self._response_urls[rid] = {"channel": channel, "message_ts": message_ts, "user": user}
+            self._response_urls[rid] = {"channel": channel, "message_ts": message_ts, "user": user,
+                                        "minted": self.clock(), "uses": 0}
         return f"{self.url}/response/{rid}"
 
     def mint_trigger_id(self, user_id: Optional[str] = None, view_id: Optional[str] = None) -> str:
         trigger = f"{int(time.time())}.{next(self._id_counter):013d}.{uuid.uuid4().hex}"
         with self._lock:
-            self._triggers[trigger] = {"user": user_id, "view_id": view_id}
+            self._triggers[trigger] = {"user": user_id, "view_id": view_id, "minted": self.clock(), "used": False}
         return trigger
 
     # -- HTTP plumbing -------------------------------------------------------------------------
@@ -486,6 +523,12 @@ class SlackFake(_WebApiMethods):
         text = raw.decode("utf-8", errors="replace")
         with self._lock:
             meta = self._response_urls.get(rid)
+            # "You can use a response_url up to five times within 30 minutes"
+            # (https://api.slack.com/interactivity/handling#message_responses).
+            if meta is not None and self.clock() - meta["minted"] > RESPONSE_URL_TTL:
+                return 404, {"Content-Type": "text/plain"}, b"expired_url"
+            if meta is not None and meta["uses"] >= RESPONSE_URL_USES:
+                return 404, {"Content-Type": "text/plain"}, b"used_url"
         if meta is None:
             return 404, {"Content-Type": "text/plain"}, b"expired_url"
         try:
@@ -519,6 +562,7 @@ class SlackFake(_WebApiMethods):
             "time": time.time(),
         }
         with self._lock:
+            meta["uses"] += 1
             self._responses.append(record)
             channel, ts = meta.get("channel"), meta.get("message_ts")
             if channel:
