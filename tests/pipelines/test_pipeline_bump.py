@@ -32,6 +32,7 @@ def seed_fleet(bot) -> None:
 
 
 def bump(bot, text: str, user: str = DEVOPS):
+    bot.slack.join("C0OPS")  # DevOps' own channel: the bot was invited there
     bot.sender.command("/pipeline", f"batch-image bump {text}", user_id=user, channel_id="C0OPS")
 
 
