@@ -26,6 +26,26 @@ MAX_VIEW_TITLE = 24
 MAX_VIEW_BUTTON_TEXT = 24
 MAX_PRIVATE_METADATA = 3000
 MAX_CALLBACK_ID = 255
+# Per-element option limits, confirmation dialogs, placeholders and hints
+# (https://api.slack.com/reference/block-kit/block-elements, .../composition-objects#confirm).
+MAX_OVERFLOW_OPTIONS = 5
+MAX_RADIO_OPTIONS = 10
+MAX_CHECKBOX_OPTIONS = 10
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+MAX_CONFIRM_BUTTON = 30
+MAX_PLACEHOLDER = 150
+MAX_HINT = 2000
+MAX_OPTION_DESCRIPTION = 75
+OPTION_LIMITS = {"overflow": MAX_OVERFLOW_OPTIONS, "radio_buttons": MAX_RADIO_OPTIONS,
+                 "checkboxes": MAX_CHECKBOX_OPTIONS, "static_select": MAX_OPTIONS, "multi_static_select": MAX_OPTIONS}
+# Only these may sit in an input block (https://api.slack.com/reference/block-kit/blocks#input).
+INPUT_ELEMENTS = {
+    "plain_text_input", "checkboxes", "radio_buttons", "static_select", "multi_static_select", "external_select",
+    "multi_external_select", "users_select", "multi_users_select", "conversations_select",
+    "multi_conversations_select", "channels_select", "multi_channels_select", "datepicker", "timepicker",
+    "datetimepicker", "email_text_input", "url_text_input", "number_input", "file_input", "rich_text_input",
+}
 KNOWN_BLOCK_TYPES = {
     "section", "divider", "image", "actions", "context", "input", "header", "file", "rich_text",
     "video", "markdown", "call", "table", "context_actions",
@@ -67,19 +87,49 @@ class _Validator:
         if not isinstance(obj.get("text"), str):
             self.err(pointer + "/text", "must provide a string")
             return
+        if obj["text"] == "":
+            self.err(pointer + "/text", "must be more than 0 characters")
         self.max_len(pointer + "/text", obj["text"], limit)
 
-    def options(self, pointer: str, options: Any) -> None:
+    def options(self, pointer: str, options: Any, limit: int = MAX_OPTIONS, plain_only: bool = True) -> None:
         if not isinstance(options, list):
             return
-        if len(options) > MAX_OPTIONS:
-            self.err(pointer, f"no more than {MAX_OPTIONS} items allowed")
+        if len(options) > limit:
+            self.err(pointer, f"no more than {limit} items allowed")
         for i, opt in enumerate(options):
             if not isinstance(opt, dict):
                 self.err(f"{pointer}/{i}", "must be an object")
                 continue
-            self.text_object(f"{pointer}/{i}/text", opt.get("text"), MAX_OPTION_TEXT)
+            # Selects and overflow menus show options as plain_text only; radio buttons and checkboxes
+            # may use mrkdwn.
+            self.text_object(f"{pointer}/{i}/text", opt.get("text"), MAX_OPTION_TEXT, plain_only=plain_only)
             self.max_len(f"{pointer}/{i}/value", opt.get("value"), MAX_OPTION_VALUE)
+            if "description" in opt:
+                self.text_object(f"{pointer}/{i}/description", opt["description"], MAX_OPTION_DESCRIPTION,
+                                 plain_only=plain_only)
+
+    def confirm(self, pointer: str, dialog: Any) -> None:
+        if not isinstance(dialog, dict):
+            self.err(pointer, "must be an object")
+            return
+        self.text_object(pointer + "/title", dialog.get("title"), MAX_CONFIRM_TITLE, plain_only=True)
+        self.text_object(pointer + "/text", dialog.get("text"), MAX_CONFIRM_TEXT)
+        self.text_object(pointer + "/confirm", dialog.get("confirm"), MAX_CONFIRM_BUTTON, plain_only=True)
+        self.text_object(pointer + "/deny", dialog.get("deny"), MAX_CONFIRM_BUTTON, plain_only=True)
+        if dialog.get("style") not in (None, "primary", "danger"):
+            self.err(pointer + "/style", "must be one of primary, danger")
+
+    def initial(self, pointer: str, el: dict) -> None:
+        """initial_option(s) must be one of the element's options, exactly as given there."""
+        offered = [o for o in el.get("options") or [] if isinstance(o, dict)]
+        for group in el.get("option_groups") or []:
+            if isinstance(group, dict):
+                offered += [o for o in group.get("options") or [] if isinstance(o, dict)]
+        if "initial_option" in el and el["initial_option"] not in offered:
+            self.err(pointer + "/initial_option", "must be one of the provided options")
+        for i, opt in enumerate(el.get("initial_options") or []):
+            if opt not in offered:
+                self.err(f"{pointer}/initial_options/{i}", "must be one of the provided options")
 
     def element(self, pointer: str, el: Any, action_ids: set) -> None:
         if not isinstance(el, dict) or not isinstance(el.get("type"), str):
@@ -92,18 +142,26 @@ class _Validator:
                 self.err(pointer + "/action_id", "action_id must be unique within the block")
             action_ids.add(action_id)
         kind = el["type"]
+        if "confirm" in el:
+            self.confirm(pointer + "/confirm", el["confirm"])
+        if "placeholder" in el:
+            self.text_object(pointer + "/placeholder", el["placeholder"], MAX_PLACEHOLDER, plain_only=True)
         if kind == "button":
             self.text_object(pointer + "/text", el.get("text"), MAX_BUTTON_TEXT, plain_only=True)
             self.max_len(pointer + "/value", el.get("value"), MAX_BUTTON_VALUE)
             self.max_len(pointer + "/url", el.get("url"), MAX_URL)
             if el.get("style") not in (None, "primary", "danger"):
                 self.err(pointer + "/style", "must be one of primary, danger")
-        elif kind in {"static_select", "multi_static_select", "radio_buttons", "checkboxes", "overflow"}:
+        elif kind in OPTION_LIMITS:
+            plain_only = kind not in ("radio_buttons", "checkboxes")
             if "options" in el:
-                self.options(pointer + "/options", el["options"])
+                if kind == "overflow" and not el["options"]:
+                    self.err(pointer + "/options", "must provide at least 1 items")
+                self.options(pointer + "/options", el["options"], OPTION_LIMITS[kind], plain_only)
             for gi, group in enumerate(el.get("option_groups") or []):
                 if isinstance(group, dict):
-                    self.options(f"{pointer}/option_groups/{gi}/options", group.get("options"))
+                    self.options(f"{pointer}/option_groups/{gi}/options", group.get("options"), MAX_OPTIONS, plain_only)
+            self.initial(pointer, el)
         elif kind == "image":
             if not el.get("image_url") and not el.get("slack_file"):
                 self.err(pointer + "/image_url", "must provide image_url")
@@ -153,13 +211,18 @@ class _Validator:
                 self.err(pointer + "/elements", f"no more than {limit} items allowed")
             for i, el in enumerate(elements):
                 if kind == "context" and isinstance(el, dict) and el.get("type") in {"plain_text", "mrkdwn"}:
+                    self.text_object(f"{pointer}/elements/{i}", el, MAX_SECTION_TEXT)
                     continue
                 self.element(f"{pointer}/elements/{i}", el, action_ids)
         elif kind == "input":
             self.text_object(pointer + "/label", block.get("label"), MAX_LABEL, plain_only=True)
+            if "hint" in block:
+                self.text_object(pointer + "/hint", block["hint"], MAX_HINT, plain_only=True)
             if not isinstance(block.get("element"), dict):
                 self.err(pointer + "/element", "must provide an element")
             else:
+                if block["element"].get("type") not in INPUT_ELEMENTS:
+                    self.err(pointer + "/element/type", f"{block['element'].get('type')} is not a valid input element")
                 self.element(pointer + "/element", block["element"], action_ids)
         elif kind == "image":
             self.element(pointer, dict(block, type="image"), action_ids)
