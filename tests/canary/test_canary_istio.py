@@ -287,3 +287,17 @@ def test_card_falls_back_to_response_url_when_the_bot_cannot_post_or_edit(bot_fa
     edits = [r for r in bot.slack.responses if r["replace_original"]]
     assert len(edits) <= 2  # one progress, one outcome: a response_url allows only 5 posts
     assert weights(fake) == (100, 0)
+
+
+def test_from_a_channel_the_bot_is_not_in_the_card_comes_through_the_response_url(bot):
+    """chat.postMessage answers not_in_channel where the bot was not invited; the card still reaches the
+    channel, posted in_channel through the command's response_url."""
+    istio_canary(bot.kube["prod-a"], weight=10)
+    bot.sender.command("/canary", "checkout", user_id=PAY_DEV, channel_id="C0RANDOM")
+    refused = bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("channel") == "C0RANDOM", timeout=15)
+    assert refused.error == "not_in_channel"
+    answer = bot.slack.wait_for(lambda: [r for r in bot.slack.responses if r["response_type"] == "in_channel"],
+                                timeout=15)[0]
+    assert "checkout" in js(answer["blocks"]) and any(b["type"] == "actions" for b in answer["blocks"])
+    card = bot.slack.wait_for(lambda: list(bot.slack.messages("C0RANDOM").values()))[0]
+    assert card["blocks"] == answer["blocks"]
