@@ -78,3 +78,18 @@ def test_an_unsigned_merge_webhook_deletes_nothing(bot_factory, github_fake, mes
     assert forged.status_code in (401, 403)
     assert bot.kube["prod-a"].deletions == []
     assert wait_state(bot, req.id, "awaiting_merge").state == "awaiting_merge"
+
+
+def test_a_reviewer_github_refuses_is_named_when_the_removal_pr_opens(bot_factory, github_fake, mesh_prometheus):
+    bot = start(bot_factory, github_fake, mesh_prometheus, files=FILES,
+                config={"github": {"reviewers": ["stranger"], "team_reviewers": []}})
+    req = request_deletion(bot, PAY_DEV)
+    before = len(bot.slack.responses)
+    click(bot, ACTION_APPROVE, req.id, user=DEVOPS)
+    reply = bot.slack.wait_for(lambda: [r["text"] for r in bot.slack.responses[before:]
+                                        if "PR #" in (r.get("text") or "")])[-1]
+    assert "GitHub refused to request `stranger` as reviewer" in reply
+    pull = github_fake.pulls(REPO)[0]
+    assert pull["requested_reviewers"] == [] and "**Reviewers not requested:**" in pull["body"]
+    bot.flush()
+    assert any("refused to request" in m["text"] for m in bot.slack.messages(PAY_DEV).values())

@@ -14,7 +14,12 @@ controllers (`on_write`). Writes made through the Python API do not fire `on_wri
 Fixtures `kube_fake` and `kube_fake_factory` live in tests/fixtures.py: this package is a runtime
 library (the demo world in demo/ uses it too) and imports no pytest.
 
-Modules: `resources` (the resource type registry), `selectors`, `patches`, `errors`, `recording`
+It refuses what a real API server refuses: writes are validated against the real v1.32 schemas
+(`validation`), namespaces must exist, deletion follows finalizers, propagation policies and namespace
+termination (`deletion`), and selectors, patches and continue tokens are checked as strictly.
+tests/test_fake_kube_rules.py holds one fidelity test per rule.
+
+Modules: `resources` (the resource type registry), `selectors`, `patches`, `validation`, `deletion`, `errors`, `recording`
 (recorded requests and injected failures), `store` and `routing` (the two halves of `KubeFake`'s
 behaviour), `server` (`KubeFake` and its HTTP plumbing) and `kubeconfig`. This package re-exports every public name.
 """

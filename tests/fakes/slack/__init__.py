@@ -4,6 +4,10 @@
 (form-encoded or JSON bodies, `Authorization: Bearer` tokens, `{"ok": ...}` answers with Slack's real
 field names and error codes, 429 + `Retry-After`), keeps the state the bot cares about (messages with
 threads and edits, ephemerals, views, response_url posts), records every call and can inject failures.
+It refuses what Slack refuses (tests/test_fake_slack_rules.py): trigger_ids once within 3 s, views.push onto
+an open modal, posting only where the bot is a member (`join`, `leave`; None = everywhere), response_urls 5
+times in 30 minutes, unknown users and channels (`add_users`, `add_channels`), and Block Kit it would reject.
+Time for those rules runs on `fake.clock` (monotonic seconds), which a test may replace.
 Point the bot at it with `SLACK_API_URL=fake.api_url` (WebClient `base_url`); `.../api/`, `.../api`
 and the bare root all work.
 
