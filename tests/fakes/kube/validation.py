@@ -180,9 +180,12 @@ def check_write(rt: ResourceType, obj: dict, field_validation: str | None) -> tu
         obj = _prune(obj, unknown)
         if mode == "Warn":
             warnings = [f'unknown field "{f}"' for f in fields]
+    # OpenAPI marks every Go field without `omitempty` as required, but the decoder fills missing fields with
+    # zero values and only the Go validation refuses, for spec fields (a selector, a container's name...). A
+    # controller-written status (a Node's nodeInfo, condition times) is not held to it.
     causes = [{"reason": "FieldValueRequired", "message": "Required value",
                "field": _field([*e.absolute_path, _missing(e)])}
-              for e in errors if e.validator == "required"]
+              for e in errors if e.validator == "required" and list(e.absolute_path)[:1] != ["status"]]
     causes += _semantic(rt, obj)
     if causes:
         raise _invalid(rt, name, causes)
