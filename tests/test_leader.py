@@ -37,7 +37,8 @@ def ready(url):
         return None
 
 
-def poll(predicate, deadline=20.0):
+def poll(predicate, deadline=60.0):
+    # Generous: on a loaded 2-core machine starting app.py alone can take most of 20 s (seen in a load run).
     from tests.processes import wait_until
 
     return wait_until(predicate, "the leader election to settle", deadline=deadline)
