@@ -68,6 +68,7 @@ def test_bump_refuses_when_a_tracking_spec_in_git_is_invalid_and_opens_no_pr(pbo
     # Hand-edited into an "api" that still tracks the base image, with a port that is YAML, not a number.
     hand_edit(pbot, f"{NIGHTLY}/deckhand.yaml", kind="api", port=INJECTED_PORT, health_path="/healthz",
               strategy="canary", replicas=1)
+    pbot.slack.join("C0OPS")  # DevOps' own channel: the bot was invited there
     pbot.sender.command("/pipeline", f"batch-image bump {PYTHON} 3.12.9", user_id=DEVOPS, channel_id="C0OPS")
     message = wait_message(pbot, "C0OPS", PYTHON, "no pull request was opened")
     text = json.dumps(message["blocks"], ensure_ascii=False)
