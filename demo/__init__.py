@@ -60,6 +60,10 @@ class DemoClock:
             self.moment = moment
 
 
+def config_reviewers() -> list[str]:
+    return list(config("", "", "")["github"]["reviewers"])
+
+
 def config(kubeconfig: str, prometheus_url: str, github_url: str) -> dict[str, Any]:
     """The demo's deckhand.yaml, as a dict (the same keys and checks as a real one)."""
     return {
@@ -188,6 +192,8 @@ def start() -> Demo:
             world.play_controllers(fake)
         github.valid_tokens = {demo.secrets.github_token}
         github.create_repo(REPO, files={"README.md": "Deployment manifests, one folder per service.\n"})
+        # GitHub asks only collaborators to review (422 otherwise): the demo's reviewer is one.
+        github.add_collaborators(REPO, *config_reviewers())
         kubeconfig = write_kubeconfig(str(workdir / "kubeconfig"), kube)
         booting.join()
         if "error" in holder:

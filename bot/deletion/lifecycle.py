@@ -286,11 +286,13 @@ def _open_removal_pr(ctx: Context, req: DeletionRequest, user: str, fresh: Depen
     _move(ctx, req, "approved", "awaiting_merge", user, "deletion.pr",
           {"report": fresh.to_dict(), "plan": plan, "branch": branch, "pr_number": pr.number, "pr_url": pr.url},
           params={"pr": pr.number, "folder": folder})
+    # GitHub refused a configured reviewer (422): say so where the approver and the requester look.
+    reviewers = f"\n:warning: {pr.review_problem}" if pr.review_problem else ""
     _announce(ctx, req, f":arrows_counterclockwise: <@{user}> approved deleting `{req.service}`. Its pipeline is in "
                         f"GitOps, so I opened <{pr.url}|PR #{pr.number}> removing `{folder}/`; the deletion from "
-                        f"`{req.cluster}` follows the merge.")
+                        f"`{req.cluster}` follows the merge.{reviewers}")
     return Outcome(True, f"Approved. Opened <{pr.url}|PR #{pr.number}> removing `{folder}/`; the cluster-side "
-                         "deletion follows its merge.")
+                         f"deletion follows its merge.{reviewers}")
 
 
 def on_pull_request_closed(ctx: Context, branch: str, number: int, merged: bool) -> str:
