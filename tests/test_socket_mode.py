@@ -98,6 +98,8 @@ def test_an_abrupt_drop_is_noticed_and_replaced(how, tmp_path, kube_fake, slack_
 
 
 def lease_config(tmp_path, kube_fake, duration: str = "2s") -> str:
+    # The Lease's namespace must exist, as on a real cluster (the fake answers 404 otherwise).
+    kube_fake.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deckhand"}})
     config = Path(write_config(tmp_path, {"prod-a": kube_fake}))
     data = yaml.safe_load(config.read_text())
     data["lease"] = {"cluster": "prod-a", "namespace": "deckhand", "name": "deckhand", "duration": duration}
