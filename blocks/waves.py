@@ -149,22 +149,22 @@ def card(wave, rows: list[dict], settings=None, now: datetime | None = None) -> 
 
 
 def _left_out(plan: dict) -> list[dict]:
-    out = []
-    if plan["blocked"]:
-        items = sorted(plan["blocked"].items())
-        lines = [f"• `{escape(n)}`: {escape(clip(why, 300))}" for n, why in items[:10]]
-        if len(items) > 10:
-            lines.append(f"_and {len(items) - 10} more_")
-        out.append(section(clip("*Cannot be drained now (left out):*\n" + "\n".join(lines), 2900)))
-    if plan["warnings"]:
-        items = sorted(plan["warnings"].items())
-        lines = [f"• `{escape(n)}`: {escape(clip('; '.join(w), 300))}" for n, w in items[:10]]
-        if len(items) > 10:
-            lines.append(f"_and {len(items) - 10} more_")
-        out.append(section(clip("*Will wait on a disruption budget:*\n" + "\n".join(lines), 2900)))
+    out = [_node_list("Cannot be drained now (left out)", {n: why for n, why in plan["blocked"].items()}),
+           _node_list("Will wait on a disruption budget", {n: "; ".join(w) for n, w in plan["warnings"].items()})]
     if plan["missing"]:
         out.append(context("Not in the cluster: " + ", ".join(f"`{escape(n)}`" for n in plan["missing"][:20])))
-    return out
+    return [block for block in out if block]
+
+
+def _node_list(title: str, reasons: dict[str, str], shown: int = 10) -> dict | None:
+    """`• node: reason` lines under a title, the first `shown` nodes and "and N more"."""
+    if not reasons:
+        return None
+    items = sorted(reasons.items())
+    lines = [f"• `{escape(n)}`: {escape(clip(why, 300))}" for n, why in items[:shown]]
+    if len(items) > shown:
+        lines.append(f"_and {len(items) - shown} more_")
+    return section(clip(f"*{title}:*\n" + "\n".join(lines), 2900))
 
 
 def _buttons(wave, rows: list[dict]) -> list[dict]:

@@ -2,7 +2,7 @@
 
 One package per capability over one shared foundation:
 
-    foundation/  config, context, store, outbox, access, kube, gitops, traffic (Prometheus), leader,
+    foundation/  config (+ values, secrets), context, store, outbox, access, kube, gitops, traffic (Prometheus), leader,
                  web, health, metrics, logs; services and resources (what a service is, what it reserves)
     canary/      discover canaries, step / promote / abort them (Istio or Argo Rollouts), reminders
     pipelines/   the pipeline form, rendering, one pull request per change, merge tracking

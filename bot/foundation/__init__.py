@@ -1,6 +1,6 @@
 """What every feature stands on: settings, the context, SQLite, Slack posting, and the gateways.
 
-    config     the YAML file and the environment's secrets, validated (pydantic)
+    config     the YAML file, validated (pydantic); its value types in values, the environment's in secrets
     context    Context: one object built once with settings, store, gateways and the clock
     store      SQLite: compare-and-set transitions, audit, idempotency keys, expiring locks
     outbox     durable, per-channel ordered and paced Slack posting

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import kubernetes_validate.utils
 import yaml
@@ -25,71 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION_PART = re.compile(r"(\d+)(w|d|h|m|s)")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`72h`, `7d`, `10m`, `1h30m`, `45s`, `2w` -> timedelta. Bare numbers are seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("not a duration (use e.g. 10m, 72h, 7d)")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
-        raise ValueError("not a duration (use e.g. 10m, 72h, 7d)")
-    text = value.strip().lower()
-    if not text or _DURATION_PART.sub("", text) != "":
-        raise ValueError(f"{value!r} is not a duration (use e.g. 10m, 72h, 7d)")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta) -> str:
-    """Inverse of parse_duration for messages: 259200s -> '3d', 5400s -> '1h30m'."""
-    seconds = int(delta.total_seconds())
-    if seconds <= 0:
-        return "0s"
-    parts = []
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts)
-
-
-def _percent(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("not a percentage (use e.g. 40%)")
-    if isinstance(value, (int, float)):
-        number = float(value) * (100 if 0 < value < 1 else 1)
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*%?\s*", value):
-        number = float(value.strip().rstrip("%"))
-    else:
-        raise ValueError(f"{value!r} is not a percentage (use e.g. 40%)")
-    if not 0 < number <= 100:
-        raise ValueError("must be between 0% and 100%")
-    return number / 100
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Fraction = Annotated[float, BeforeValidator(_percent)]
+from bot.foundation.secrets import HOOK_SECRET_PREFIX, Secrets, hook_secret_env  # noqa: F401 - re-exported
+from bot.foundation.values import Duration, Fraction, Url, format_duration, parse_duration  # noqa: F401
 
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,}$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _url(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError("not a URL")
-    return value.rstrip("/")
-
-
-Url = Annotated[str, BeforeValidator(_url)]
 
 
 class Strict(BaseModel):
@@ -455,59 +394,6 @@ class Settings(Strict):
 
     def is_protected(self, namespace: str | None) -> bool:
         return bool(namespace) and namespace in self.protected_namespaces
-
-
-HOOK_SECRET_PREFIX = "DECKHAND_HOOK_SECRET_"
-
-
-def hook_secret_env(cluster: str) -> str:
-    """The variable holding a cluster's own node-join secret: prod-a -> DECKHAND_HOOK_SECRET_PROD_A
-    (upper-cased; anything but A-Z and 0-9 becomes `_`, as environment variable names allow)."""
-    return HOOK_SECRET_PREFIX + re.sub(r"[^A-Z0-9]", "_", cluster.upper())
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Secrets only ever come from the environment; repr() never shows them."""
-
-    slack_bot_token: str | None
-    slack_signing_secret: str | None
-    slack_app_token: str | None
-    slack_api_url: str | None
-    github_token: str | None
-    hook_secret: str | None
-    github_webhook_secret: str | None
-    # DECKHAND_HOOK_SECRET_<CLUSTER>: a cluster's own node-join secret (see hook_secret_env), keyed by
-    # the variable's suffix. A report for that cluster is then accepted only with this secret.
-    cluster_hook_secrets: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Secrets":
-        env = os.environ if env is None else env
-        get = lambda key: env.get(key) or None  # noqa: E731 - empty means unset
-        return cls(
-            slack_bot_token=get("SLACK_BOT_TOKEN"),
-            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
-            slack_app_token=get("SLACK_APP_TOKEN"),
-            slack_api_url=get("SLACK_API_URL"),
-            github_token=get("GITHUB_TOKEN"),
-            hook_secret=get("DECKHAND_HOOK_SECRET"),
-            github_webhook_secret=get("GITHUB_WEBHOOK_SECRET"),
-            cluster_hook_secrets={key[len(HOOK_SECRET_PREFIX):]: value for key, value in env.items()
-                                  if key.startswith(HOOK_SECRET_PREFIX) and len(key) > len(HOOK_SECRET_PREFIX)
-                                  and value},
-        )
-
-    def values(self) -> list[str]:
-        """Every secret value set, for log redaction."""
-        found = [v for k, v in self.__dict__.items() if v and isinstance(v, str) and k != "slack_api_url"]
-        return found + [v for v in self.cluster_hook_secrets.values() if v]
-
-    def cluster_hook_secret(self, cluster: str) -> str | None:
-        return self.cluster_hook_secrets.get(hook_secret_env(cluster)[len(HOOK_SECRET_PREFIX):]) or None
-
-    def __repr__(self) -> str:
-        return "Secrets(" + ", ".join(f"{k}={'set' if v else 'unset'}" for k, v in self.__dict__.items()) + ")"
 
 
 class ConfigError(Exception):
