@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
-from bot.foundation import failures, integrations
+from bot.foundation import decoding, failures, integrations
 from bot.foundation.config import Cluster
 
 
@@ -219,7 +219,7 @@ class KubeGateway:
         if not data:
             return None
         try:
-            return json.loads(data)
+            return decoding.loads(data)
         except ValueError:
             raise KubeError(cluster, action, response.status, "BadResponse", "the answer was not JSON") from None
 
