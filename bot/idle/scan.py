@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable
 
 from bot.foundation.context import Context
+from bot.foundation.decoding import collector_paused
 from bot.foundation.kube import (DEPLOYMENTS, ENDPOINTS, ROLLOUTS, SERVICES, STATEFULSETS, KubeError, annotations, labels,
                       meta, parse_time, selector_matches)
 from bot.foundation.resources import pod_requests
@@ -52,6 +54,8 @@ BY_SERVICE = "destination_service_namespace, destination_service_name"
 BORN_LOOKBACK = timedelta(hours=1)
 # The health guard wants Istio samples this recent: if scraping broke days ago, "no traffic" means nothing.
 FRESHNESS = timedelta(days=1)
+# Clusters listed at once by a fleet scan (the node scan and service lookups use as many).
+INVENTORY_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -197,21 +201,24 @@ class _PodTemplate:
 
 
 def _templates(ctx: Context, cluster: str) -> list[_PodTemplate]:
-    deployments = ctx.kube.list(cluster, DEPLOYMENTS)
-    statefulsets = ctx.kube.list(cluster, STATEFULSETS)
-    rollouts = _list_optional(ctx, cluster, ROLLOUTS)
-    by_name = {(meta(d).get("namespace"), meta(d).get("name")): d for d in deployments}
+    """The pod template of every Deployment, StatefulSet and Rollout, one kind at a time: a cluster's
+    raw lists are dropped as soon as they are read, so a fleet scan listing several clusters at once
+    holds one list per cluster, not three."""
     out = []
-    for kind, items in (("Deployment", deployments), ("StatefulSet", statefulsets), ("Rollout", rollouts)):
+    deployment_templates: dict[tuple[str, str], dict] = {}
+    for kind, resource in (("Deployment", DEPLOYMENTS), ("StatefulSet", STATEFULSETS), ("Rollout", ROLLOUTS)):
+        items = _list_optional(ctx, cluster, resource) if resource is ROLLOUTS else ctx.kube.list(cluster, resource)
         for item in items:
             spec = item.get("spec") or {}
-            namespace = meta(item).get("namespace", "default")
+            namespace, name = meta(item).get("namespace", "default"), meta(item).get("name", "?")
             template = spec.get("template")
             ref = spec.get("workloadRef") or {}
             if template is None and ref.get("kind") == "Deployment":
                 # Argo Rollouts `workloadRef`: the pod template lives in a Deployment kept at 0 replicas.
-                template = ((by_name.get((namespace, ref.get("name"))) or {}).get("spec") or {}).get("template")
+                template = deployment_templates.get((namespace, ref.get("name")))
             template = template or {}
+            if kind == "Deployment":
+                deployment_templates[(namespace, name)] = template
             replicas = spec.get("replicas")
             replicas = 1 if replicas is None else int(replicas)
             cpu, memory = pod_requests(template.get("spec") or {})
@@ -219,14 +226,14 @@ def _templates(ctx: Context, cluster: str) -> list[_PodTemplate]:
             pod_labels = pod_meta.get("labels") or {}
             inject = str(pod_labels.get(SIDECAR_INJECT, (pod_meta.get("annotations") or {}).get(SIDECAR_INJECT, "")))
             out.append(_PodTemplate(
-                workload=Workload(kind, meta(item).get("name", "?"), replicas, cpu * replicas, memory * replicas),
+                workload=Workload(kind, name, replicas, cpu * replicas, memory * replicas),
                 namespace=namespace, labels=pod_labels, outside_mesh=inject.lower() == "false"))
+        del items
     return out
 
 
 def inventory(ctx: Context, cluster: str) -> list[ScannedService]:
     """Every Service with the workloads behind it: one list call per resource kind."""
-    services = ctx.kube.list(cluster, SERVICES)
     ready = set()
     for endpoints in ctx.kube.list(cluster, ENDPOINTS):
         if any(subset.get("addresses") for subset in endpoints.get("subsets") or []):
@@ -237,6 +244,7 @@ def inventory(ctx: Context, cluster: str) -> list[ScannedService]:
     for template in _templates(ctx, cluster):
         for key, value in template.labels.items():
             index[(template.namespace, key, str(value))].append(template)
+    services = ctx.kube.list(cluster, SERVICES)
     team_label = ctx.settings.labels.team
     scanned = []
     for item in services:
@@ -332,15 +340,22 @@ def scan_fleet(ctx: Context, clusters: Iterable[str], at: datetime) -> FleetScan
         scans[name].skipped_reason = reason
         if reason is None:
             healthy.append(name)
-    listed = []
-    for name in healthy:
+    def take_inventory(name: str) -> None:
         t0 = time.perf_counter()
         try:
-            scans[name].services = inventory(ctx, name)
-            listed.append(name)
+            # Half a million short-lived, cycle-free objects per cluster: see bot/foundation/decoding.py.
+            with collector_paused():
+                scans[name].services = inventory(ctx, name)
         except KubeError as exc:
             fleet.kube_errors[name] = exc
         clock[name] += time.perf_counter() - t0
+
+    # Clusters are listed side by side: each waits on its own API server (and a 5,000-item list takes
+    # that server a while to serialize), so one slow cluster does not add its time to every other's.
+    with ThreadPoolExecutor(max_workers=min(INVENTORY_WORKERS, len(healthy)) or 1,
+                            thread_name_prefix="idle-inventory") as pool:
+        list(pool.map(take_inventory, healthy))
+    listed = [name for name in healthy if name not in fleet.kube_errors]
     answers = ctx.traffic.query_many(listed, traffic_query(window), at) if listed else {}
     for name in listed:
         answer, scan = answers[name], scans[name]
