@@ -51,7 +51,7 @@ class MetricsUnavailable(Exception):
         super().__init__(f"{cluster}: Prometheus {verb} ({reason})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     labels: dict[str, str]
     value: float
