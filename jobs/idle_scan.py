@@ -54,7 +54,7 @@ def _post_digest(ctx: Context, team: str | None, found: list[tuple[ScannedServic
     """Record the team's reports and queue its digest in one transaction; returns services reported."""
     now = ctx.now()
     with ctx.store.tx():
-        won = [service for service, seen in found if idle_store.record_report(ctx, service, seen, now)]
+        won = idle_store.record_reports(ctx, found, now)
         if not won:
             return 0
         channel = channel_for(ctx, team)

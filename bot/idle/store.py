@@ -97,26 +97,41 @@ def plan(ctx: Context, scans: list[ClusterScan], now: datetime) -> Plan:
     return result
 
 
-def record_report(ctx: Context, service: ScannedService, seen: dict | None, now: datetime) -> bool:
-    """Mark `service` reported now, unless someone changed its row since the plan read it."""
-    values = [service.team, service.verdict, OPEN, service.reclaimable_cpu, service.reclaimable_memory,
-              json.dumps(snapshot(service), sort_keys=True), iso(now)]
+def record_reports(ctx: Context, found: list[tuple[ScannedService, dict | None]], now: datetime) -> list[ScannedService]:
+    """Mark the services reported now, except those whose row someone changed since the plan read it
+    (a click, another replica's run); returns the ones marked.
+
+    One transaction holding SQLite's write lock: the rows are read back once and compared with what
+    the plan saw, and the winners are written in two batches — 8,000 findings of a team cost two
+    statements, not 8,000, and nobody can change a row between the comparison and the write.
+    """
+    if not found:
+        return []
     with ctx.store.tx() as db:
-        if seen is None:
-            cursor = db.execute(
-                "INSERT INTO idle_services(team, finding, state, cpu_cores, memory_bytes, detail, last_reported_at, "
-                "first_reported_at, cluster, namespace, service) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING", values + [iso(now), service.cluster, service.namespace, service.name])
-        else:
-            cursor = db.execute(
-                "UPDATE idle_services SET team = ?, finding = ?, state = ?, cpu_cores = ?, memory_bytes = ?, "
-                "detail = ?, last_reported_at = ?, first_reported_at = COALESCE(first_reported_at, ?), "
-                "snoozed_until = NULL, decided_by = NULL, decided_at = NULL, reason = NULL, cleared_reason = NULL "
-                "WHERE cluster = ? AND namespace = ? AND service = ? AND state = ? "
-                "AND COALESCE(last_reported_at, '') = ?",
-                values + [iso(now), service.cluster, service.namespace, service.name, seen["state"],
-                          seen["last_reported_at"] or ""])
-        return cursor.rowcount == 1
+        clusters = sorted({service.cluster for service, _ in found})
+        current = {(r[0], r[1], r[2]): (r[3], r[4] or "") for r in db.conn.execute(
+            "SELECT cluster, namespace, service, state, last_reported_at FROM idle_services "
+            f"WHERE cluster IN ({', '.join('?' * len(clusters))})", clusters)}
+        stamp = iso(now)
+        inserts, updates, won = [], [], []
+        for service, seen in found:
+            row = current.get((service.cluster, service.namespace, service.name))
+            if (row is None) != (seen is None) or (row and row != (seen["state"], seen["last_reported_at"] or "")):
+                continue
+            values = (service.team, service.verdict, OPEN, service.reclaimable_cpu, service.reclaimable_memory,
+                      json.dumps(snapshot(service), sort_keys=True), stamp, stamp,
+                      service.cluster, service.namespace, service.name)
+            (inserts if row is None else updates).append(values)
+            won.append(service)
+        db.conn.executemany(
+            "INSERT INTO idle_services(team, finding, state, cpu_cores, memory_bytes, detail, last_reported_at, "
+            "first_reported_at, cluster, namespace, service) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+        db.conn.executemany(
+            "UPDATE idle_services SET team = ?, finding = ?, state = ?, cpu_cores = ?, memory_bytes = ?, "
+            "detail = ?, last_reported_at = ?, first_reported_at = COALESCE(first_reported_at, ?), "
+            "snoozed_until = NULL, decided_by = NULL, decided_at = NULL, reason = NULL, cleared_reason = NULL "
+            "WHERE cluster = ? AND namespace = ? AND service = ?", updates)
+    return won
 
 
 def record_leave(ctx: Context, row: dict, why: str) -> bool:
@@ -156,10 +171,11 @@ def create_digest(ctx: Context, *, team: str | None, channel: str, now: datetime
                  json.dumps(summary if number == 0 else {"team": summary["team"], "snooze": summary["snooze"]},
                             sort_keys=True)]).lastrowid
             parent_id = parent_id or digest_id
-            for position, service in enumerate(chunk):
-                db.execute("INSERT INTO idle_digest_items(digest_id, position, cluster, namespace, service, snapshot) "
-                           "VALUES(?, ?, ?, ?, ?, ?)", [digest_id, position, service.cluster, service.namespace,
-                                                        service.name, json.dumps(snapshot(service), sort_keys=True)])
+            db.conn.executemany(
+                "INSERT INTO idle_digest_items(digest_id, position, cluster, namespace, service, snapshot) "
+                "VALUES(?, ?, ?, ?, ?, ?)", [(digest_id, position, service.cluster, service.namespace, service.name,
+                                              json.dumps(snapshot(service), sort_keys=True))
+                                             for position, service in enumerate(chunk)])
     return parent_id
 
 

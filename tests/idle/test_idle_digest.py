@@ -80,3 +80,37 @@ def test_a_service_that_gets_traffic_again_leaves_the_list(bot_factory, promethe
     assert row == [{"state": "cleared", "cleared_reason": "got traffic again"}]
     audit = bot.ctx.store.audit_log("shop/promo")
     assert audit[0]["action"] == "idle.left_list" and audit[0]["actor"] == "deckhand"
+
+
+def test_a_decision_that_lands_while_the_scan_runs_wins_over_the_scan(bot_factory, prometheus_factory, monkeypatch):
+    from bot.idle import store as idle_store
+    bot = idle_bot(bot_factory, prometheus_factory, config=FAST_REPEAT)
+    assert "3 digests posted (5 services reported" in bot.run_job("idle-scan")
+    bot.clock.advance(hours=7)  # every finding is due again
+    planned = idle_store.plan
+
+    def plan_then_clicks(ctx, scans, now):
+        result = planned(ctx, scans, now)
+        # Between the plan and the report: someone keeps old-reports from the last digest, and another
+        # replica's run reports a service this run saw as new.
+        assert idle_store.decide(ctx, f"{CLUSTER}/shop/old-reports", "U0ALICE", "idle.keep",
+                                 (idle_store.OPEN,), idle_store.KEPT, {"reason": "month-end batch"})
+        with ctx.store.tx() as db:
+            db.execute("INSERT INTO idle_services(cluster, namespace, service, finding, state, last_reported_at) "
+                       "VALUES(?, 'shop', 'late-comer', 'idle', 'open', ?)", [CLUSTER, iso_now(ctx)])
+        return result
+
+    monkeypatch.setattr(idle_store, "plan", plan_then_clicks)
+    add_service(bot.kube[CLUSTER], "late-comer", "shop", bot.ctx.now() - timedelta(days=30))
+    # six due (late-comer is new), two taken from under the scan
+    assert "3 digests posted (4 services reported" in bot.run_job("idle-scan")
+    bot.flush()
+    latest = digest_messages(bot, "C0PAY")[-1]
+    assert "old-reports" not in service_names(latest) and "late-comer" not in service_names(latest)
+    assert "gift-cards" in service_names(latest)
+    row = bot.ctx.store.query("SELECT state, decided_by, reason FROM idle_services WHERE service = 'old-reports'")
+    assert row == [{"state": "kept", "decided_by": "U0ALICE", "reason": "month-end batch"}]
+
+
+def iso_now(ctx) -> str:
+    return ctx.now().isoformat()
