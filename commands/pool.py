@@ -13,6 +13,9 @@ waits in the queue — past Slack's 3-second limit under load. So:
   starting a thread per submission cost ~10 ms of the ack under load): they are human-paced, and a
   slow one cannot hold up another. Only the listener takes that lane, not what our middleware
   submits on the way (persisting a delivery key), which the middleware that marks the lane follows.
+  The request thread then waits for that listener's ack() on an event, not in Bolt's loop that
+  checks every 10 ms (thread_runner.py `time.sleep(0.01)`): the loop finds the answer on its first
+  look, and a submission's ack no longer costs at least 10 ms.
 
 Per-user share. Each user may have at most `share` listener calls admitted to the pool (running
 or waiting for a thread) at once. With 8 workers and a share of 3, one person firing 100 commands
@@ -48,7 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from slack_bolt import BoltResponse
+from slack_bolt import Ack, BoltResponse
 
 from blocks.common import escape
 
@@ -57,6 +60,7 @@ log = logging.getLogger("deckhand.commands")
 SHARE = 3
 URGENT_THREADS = 64  # modal submissions running at once; human-paced, so never reached in practice
 URGENT_WARM = 4  # urgent threads started up front; more start only when all of them are busy
+ACK_WAIT = 3.0  # seconds a request thread waits for a modal listener's ack (Bolt's own ack_timeout)
 NOTICE_BACKLOG = 50  # click refusals waiting to be sent; beyond this a flood's refusals are not told
 _lane = threading.local()
 
@@ -73,14 +77,28 @@ class Owner:
 def lane() -> Iterator[None]:
     """Around one Bolt dispatch. The middleware marks the lane (urgent, or charged to a user); a
     reservation not used by a listener (nothing matched) is given back at the end."""
-    _lane.urgent, _lane.owner, _lane.pool = False, None, None
+    _lane.urgent, _lane.owner, _lane.pool = None, None, None
     try:
         yield
     finally:
         owner, pool = getattr(_lane, "owner", None), getattr(_lane, "pool", None)
-        _lane.urgent, _lane.owner, _lane.pool = False, None, None
+        _lane.urgent, _lane.owner, _lane.pool = None, None, None
         if owner is not None and pool is not None:
             pool._release(owner)
+
+
+class SignalingAck(Ack):
+    """Bolt's ack() that also tells the request thread it was called."""
+
+    def __init__(self):
+        super().__init__()
+        self.called = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self.called.set()
 
 
 def refusal_text(running: list[str]) -> str:
@@ -130,7 +148,7 @@ class ListenerPool(Executor):
         def share_by_user(req, resp, next):  # noqa: A002 - Bolt's names
             body = req.body or {}
             if body.get("type") == "view_submission":  # the urgent lane: human-paced, answered in the ack
-                _lane.urgent = True
+                req.context["ack"] = _lane.urgent = SignalingAck()  # Bolt and the listener read it after us
                 return next()
             user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
             if not user:
@@ -170,9 +188,13 @@ class ListenerPool(Executor):
 
     # -- Executor ----------------------------------------------------------------------------------
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        if getattr(_lane, "urgent", False):
-            _lane.urgent = False  # the listener's; anything else submitted goes the usual way
-            return self._urgent.submit(fn, *args, **kwargs)
+        ack = getattr(_lane, "urgent", None)
+        if ack is not None:
+            _lane.urgent = None  # the listener's; anything else submitted goes the usual way
+            future = self._urgent.submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda _: ack.called.set())  # Bolt's error path answers without ack()
+            ack.called.wait(ACK_WAIT)
+            return future
         owner = getattr(_lane, "owner", None)
         if owner is None:
             return self.pool.submit(fn, *args, **kwargs)

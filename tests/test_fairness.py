@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from tests.harness import DEVOPS, PAY_DEV, PAY_DEV2
+from tests.pipelines.test_pipeline_kit import ack_body, api_form, open_modal, pbot, submit  # noqa: F401 - pbot is a fixture
 
 
 def command(bot, text: str, user: str, command: str = "/canary") -> str:
@@ -81,3 +82,28 @@ def test_modal_submissions_and_other_users_are_not_charged_to_the_flooding_user(
         assert response.status_code == 404
     finally:
         kube.release_hangs()
+
+
+def test_a_modal_submission_is_answered_as_soon_as_its_listener_acks(pbot, monkeypatch):
+    """Bolt's request thread checks for the ack every 10 ms (thread_runner.py); deckhand's urgent lane
+    hands it the answer before its first look, so that loop never sleeps."""
+    import time as real
+
+    import slack_bolt.listener.thread_runner as runner
+
+    naps: list[float] = []
+
+    class Clock:  # Bolt's `time`, with its naps counted
+        time = staticmethod(real.time)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            naps.append(seconds)
+            real.sleep(seconds)
+
+    open_modal(pbot)
+    monkeypatch.setattr(runner, "time", Clock)
+    refused = ack_body(submit(pbot, api_form(replicas="many")))
+    assert refused["response_action"] == "errors" and "replicas" in refused["errors"]
+    assert ack_body(submit(pbot, api_form())) == {}  # accepted: the pull request is opened after the ack
+    assert naps == []
