@@ -125,6 +125,11 @@ class Bot:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=False)
         self.ctx.outbox.stop()
+        replays = self.ctx.extras.get("slack_replays")
+        if replays is not None:
+            # As app.shutdown: its writer must be done before the store closes. Closing a connection
+            # while another thread executes on it crashes sqlite3 (a segfault seen once in the suite).
+            replays.stop()
         self.ctx.store.close()
 
     def run_job(self, name: str) -> str:
