@@ -17,10 +17,15 @@ A failure is a ManifestRejected naming the file, the object and the field; no pu
 """
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any, Iterator
 
+import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
+from referencing import Registry, Resource
 
 # Fields that give a pod the node: a rendered object may only carry them where the templates put them.
 DANGEROUS = {"privileged", "hostPath", "hostNetwork", "hostPID", "hostIPC"}
@@ -103,18 +108,47 @@ def check_rendered(files: dict[str, str], reference: dict[str, str], directory: 
                 _validate(path, doc, kubernetes_version)
 
 
+@lru_cache(maxsize=16)
+def _definitions(folder: str, version: str) -> Resource:
+    return Resource.from_contents(kubernetes_validate.utils.schema_contents(f"{folder}/_definitions.json", version))
+
+
+@lru_cache(maxsize=256)
+def _validator(version: str, kind: str, api_version: str) -> jsonschema.protocols.Validator:
+    """What `kubernetes_validate.validate(doc, version, strict=True)` checks a document against, built once
+    per (version, kind, apiVersion). The library reads and parses its 1.3 MB definitions file and builds
+    a validator on every call: 10–30 ms each, most of it in json.load holding the GIL, several times per
+    pipeline render. Same files, same path rules (kubernetes_validate/utils.py `validate`)."""
+    utils = kubernetes_validate.utils
+    if utils.major_minor(version) > utils.latest_version():
+        raise utils.VersionNotSupportedError(version=utils.major_minor(version))
+    schemas = [v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(version)][-1]
+    folder = f"kubernetes-json-schema/v{schemas}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # rbac.authorization.k8s.io/v1 -> rbac-v1
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError:
+        raise kubernetes_validate.SchemaNotFoundError(version=utils.major_minor(version), kind=kind,
+                                                      api_version=api_version) from None
+    registry = _definitions(folder, version) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
 def _validate(path: str, doc: Any, version: str) -> None:
     if not isinstance(doc, dict):
         raise ManifestRejected(f"{path}: not a Kubernetes object")
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        raise ManifestRejected(f"{path}: {_name(doc)}: a Kubernetes object needs a `kind` and an `apiVersion`")
     try:
-        kubernetes_validate.validate(doc, f"{version}.0", strict=True)
+        _validator(f"{version}.0", kind, api_version).validate(doc)
     except kubernetes_validate.SchemaNotFoundError:
         group = str(doc.get("apiVersion") or "").rpartition("/")[0]
         if "." in group and not group.endswith(".k8s.io"):
             return  # a CRD (Istio): Kubernetes ships no schema; the shape check above holds it to the templates
         raise ManifestRejected(f"{path}: {_name(doc)}: `apiVersion` {doc.get('apiVersion')} {doc.get('kind')} does "
                                f"not exist in Kubernetes {version}") from None
-    except kubernetes_validate.ValidationError as exc:
+    except jsonschema.ValidationError as exc:
         field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in exc.absolute_path).replace(".[", "[")
         raise ManifestRejected(f"{path}: {_name(doc)}: `{field or '(the object)'}` is invalid for Kubernetes "
                                f"{version}: {exc.message}") from None
