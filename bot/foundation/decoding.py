@@ -4,8 +4,9 @@ cyclic garbage collector running all through it.
 Decoding a 5,000-item list creates about half a million dicts and lists, all of them alive until the
 decoder returns. CPython triggers a collection every 700 container allocations and a full one
 whenever the survivors grew by a quarter, so it traverses that growing, cycle-free heap again and
-again: 16 clusters × three 5,000-item lists took 4.6 s with the collector and 0.95 s without it
-(bench/idle_fleet.py; the same ratio msgpack's documentation warns of for large unpacking).
+again: 16 clusters × three 5,000-item lists (bench/fleet.py's objects) took 4.6 s to decode with the
+collector and 0.95 s without it. msgpack-python's README gives the same advice for unpacking large
+messages ("CPython's GC starts when growing allocated object ... use gc.disable()").
 JSON cannot encode a reference cycle, so nothing a decoder builds is garbage the collector could
 find; refcounting frees it as before.
 
