@@ -12,7 +12,9 @@ refuses exactly what they refuse and forwards the rest to a real Prometheus:
 It records every request (method, path, the PromQL, whether it was authenticated) and can make
 answers partial the way Thanos does: `gateway.warnings = ["..."]` adds a `warnings` list to every
 successful query answer (Thanos' partial response), `gateway.partial = True` sets VictoriaMetrics'
-`isPartial`. The data itself stays the real Prometheus's answer.
+`isPartial`. The data itself stays the real Prometheus's answer. `token=None` asks for no token (a plain
+Prometheus); `hold` runs before a query is forwarded and answers 503 when it returns False (a test
+can make queries wait for each other).
 
     with QueryGateway(prometheus.url, token="t0ken", tenant="ops") as gateway:
         gateway.url  # http://127.0.0.1:<port>
@@ -23,6 +25,7 @@ import http.client
 import json
 import threading
 from dataclasses import dataclass
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,9 +39,10 @@ class Seen:
 
 
 class QueryGateway:
-    def __init__(self, upstream: str, *, token: str, tenant: str | None = None, tenant_header: str = "X-Scope-OrgID"):
+    def __init__(self, upstream: str, *, token: str | None, tenant: str | None = None,
+                 tenant_header: str = "X-Scope-OrgID", hold: Callable[[], bool] | None = None):
         self.upstream = urlsplit(upstream)
-        self.token, self.tenant, self.tenant_header = token, tenant, tenant_header
+        self.token, self.tenant, self.tenant_header, self.hold = token, tenant, tenant_header, hold
         self.warnings: list[str] = []
         self.partial = False
         self.requests: list[Seen] = []
@@ -97,7 +101,7 @@ class QueryGateway:
         if handler.command == "POST" and "form-urlencoded" in (handler.headers.get("Content-Type") or ""):
             form.update(parse_qs(body.decode("utf-8", "replace")))
         promql = (form.get("query") or [None])[0]
-        authorized = handler.headers.get("Authorization") == f"Bearer {self.token}"
+        authorized = self.token is None or handler.headers.get("Authorization") == f"Bearer {self.token}"
         tenant_ok = self.tenant is None or handler.headers.get(self.tenant_header) == self.tenant
         with self._lock:
             self.requests.append(Seen(handler.command, split.path, promql, authorized and tenant_ok))
@@ -108,6 +112,8 @@ class QueryGateway:
             return self._reply(handler, 401, b"no org id\n", "text/plain")
         if not split.path.startswith("/api/v1/"):
             return self._reply(handler, 404, b"404 page not found\n", "text/plain")
+        if promql is not None and self.hold is not None and not self.hold():
+            return self._reply(handler, 503, b"held query not released\n", "text/plain")
         status, content, kind = self._forward(handler, body)
         if status == 200 and promql is not None and (self.warnings or self.partial):
             answer = json.loads(content)

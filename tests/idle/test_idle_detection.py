@@ -9,6 +9,7 @@ import pytest
 
 from bot.idle import scan as idle
 from bot.idle.scan import scan_cluster, scan_cluster_naive
+from tests.fakes.query_gateway import QueryGateway
 from tests.harness import DEVOPS, FakeClock
 from tests.idle.test_idle_world import CLUSTER, IDLE_KEYS, add_service, digest_messages, idle_bot, mesh, seed
 
@@ -170,59 +171,24 @@ def test_ops_run_idle_scan_posts_a_digest_per_team(bot_factory, prometheus_facto
     }
 
 
-class BarrierProxy:
-    """A Prometheus in front of the real one that answers a query only once every proxy sharing
-    `barrier` has one waiting: asked one after the other, the first query times out (HTTP 503)."""
-
-    def __init__(self, target: str, barrier: threading.Barrier):
-        import http.server
-        import urllib.request
-
-        self.broken = False
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    barrier.wait()  # the barrier lets the next round meet again by itself
-                except threading.BrokenBarrierError:
-                    proxy.broken = True
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                request = urllib.request.Request(target + self.path, data=body, method="POST",
-                                                 headers={"Content-Type": self.headers["Content-Type"]})
-                with urllib.request.urlopen(request, timeout=30) as answer:
-                    payload = answer.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_fleet_scan_asks_every_cluster_side_by_side(bot_factory, prometheus_factory):
     """Two clusters, each with a Prometheus of its own: neither query is answered until both are asked,
     and prod-a's lists are held until prod-b's were answered. One after the other, this cannot finish."""
     server = prometheus_factory(mesh())
     barrier = threading.Barrier(2, timeout=10)
-    proxies = {name: BarrierProxy(server.url, barrier) for name in (CLUSTER, "prod-b")}
-    try:
-        bot = bot_factory(clusters=(CLUSTER, "prod-b"), prometheus={n: p.url for n, p in proxies.items()},
+    broken: list[bool] = []
+
+    def both_asked() -> bool:
+        try:
+            barrier.wait()  # the barrier lets the next round (health, then traffic) meet again by itself
+            return True
+        except threading.BrokenBarrierError:
+            broken.append(True)
+            return False
+
+    with QueryGateway(server.url, token=None, hold=both_asked) as a, \
+            QueryGateway(server.url, token=None, hold=both_asked) as b:
+        bot = bot_factory(clusters=(CLUSTER, "prod-b"), prometheus={CLUSTER: a.url, "prod-b": b.url},
                           clock=FakeClock(server.eval_time), config={})
         seed(bot.kube[CLUSTER], server.eval_time)
         held, other = bot.kube[CLUSTER], bot.kube["prod-b"]
@@ -241,9 +207,6 @@ def test_a_fleet_scan_asks_every_cluster_side_by_side(bot_factory, prometheus_fa
         releaser.start()
         summary = bot.run_job("idle-scan")
         releaser.join(20)
-    finally:
-        for proxy in proxies.values():
-            proxy.close()
-    assert released == [True] and not any(p.broken for p in proxies.values())
+    assert released == [True] and broken == []
     assert "prod-a: 4 idle, 1 without endpoints, 16 services scanned" in summary
     assert "prod-b: 0 idle, 0 without endpoints, 0 services scanned" in summary
