@@ -123,3 +123,102 @@ def test_sigterm_finishes_the_http_request_in_progress(tmp_path, kube_fake, slac
     sender.join(timeout=30)
     assert answers and answers[0].status_code == 202, answers  # answered, not cut off by the shutdown
     assert proc.proc.wait(timeout=30) == 0
+
+
+def _pending_connections(listening: socket.socket) -> int:
+    """How many connections wait in a listening socket's accept queue (Linux: for a LISTEN socket,
+    struct tcp_info's tcpi_unacked, at byte 24, is the accept queue's length, sk_ack_backlog)."""
+    import struct
+
+    return struct.unpack_from("I", listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0]
+
+
+def _trivial_listeners():
+    from flask import Flask
+
+    from bot.foundation.serving import create_listeners
+
+    web = Flask("trivial")
+    web.add_url_rule("/", "root", lambda: "ok")
+    return create_listeners(web, web, host="127.0.0.1", port=0, health_port=0, threads=1)
+
+
+def _close(listeners) -> None:
+    """Close both listeners and every connection they accepted (nothing loops over them in these tests)."""
+    listeners.close(timeout=2)
+    for server in (listeners.main, listeners.health):
+        for dispatcher in list(server._map.values()):
+            dispatcher.close()
+
+
+def test_one_pass_of_the_loop_accepts_every_connection_waiting():
+    # waitress alone accepts one connection per pass of its loop; in a busy process each pass can wait
+    # milliseconds for the GIL, so the last of a burst of new connections was read 140 ms late.
+    listeners = _trivial_listeners()
+    server = listeners.main
+    clients = [socket.create_connection(("127.0.0.1", server.effective_port), timeout=5) for _ in range(12)]
+    try:
+        wait_until(lambda: _pending_connections(server.socket) == 12, "the kernel to queue the 12 connections")
+        open_before = len(server._map)
+        server.asyncore.loop(timeout=5, map=server._map, count=1)
+        assert len(server._map) - open_before == 12
+        assert _pending_connections(server.socket) == 0
+        for client in clients:  # and each is a working connection
+            client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answers = {client: b"" for client in clients}
+
+        def all_answered() -> bool:
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+            return all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"ok") for a in map(_read_some, clients, answers.values()))
+
+        def _read_some(client, _):
+            client.setblocking(False)
+            try:
+                answers[client] += client.recv(4096)
+            except BlockingIOError:
+                pass
+            return answers[client]
+
+        wait_until(all_answered, "every accepted connection to be answered")
+    finally:
+        for client in clients:
+            client.close()
+        _close(listeners)
+
+
+def test_a_pass_accepts_no_more_than_the_connection_limit():
+    listeners = _trivial_listeners()
+    server = listeners.main
+    server.adj.connection_limit = len(server._map) + 3  # room for three more connections
+    clients = [socket.create_connection(("127.0.0.1", server.effective_port), timeout=5) for _ in range(5)]
+    try:
+        wait_until(lambda: _pending_connections(server.socket) == 5, "the kernel to queue the 5 connections")
+        server.asyncore.loop(timeout=5, map=server._map, count=1)
+        assert len(server._map) == server.adj.connection_limit
+        assert _pending_connections(server.socket) == 2  # left in the backlog, not accepted past the limit
+    finally:
+        for client in clients:
+            client.close()
+        _close(listeners)
+
+
+def test_serving_freezes_the_heap_built_at_startup():
+    import gc
+    import threading
+
+    built_at_startup = [{"a": 1}]  # a container: the collector tracks it until it is frozen
+    listeners = _trivial_listeners()
+    frozen_before = gc.get_freeze_count()
+    serving = threading.Thread(target=listeners.serve, daemon=True)
+    try:
+        serving.start()
+        wait_until(lambda: gc.get_freeze_count() > frozen_before, "serve() to freeze the startup heap")
+        assert not any(o is built_at_startup for o in gc.get_objects())  # no collection traverses it now
+        created_later = [{"b": 2}]
+        assert any(o is created_later for o in gc.get_objects())  # what comes after is collected as usual
+    finally:
+        gc.unfreeze()  # the rest of the test session is not this process's startup
+        listeners.close_main()
+        serving.join(timeout=10)
+        _close(listeners)
+    assert not serving.is_alive()

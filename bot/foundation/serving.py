@@ -11,9 +11,14 @@ Limits on PORT, deliberately:
 - channel_timeout 10 s, checked every cleanup_interval 2 s: Slack gives an app 3 s to answer, so a client
   idle for 10 s is not Slack; this frees connections held open by slow or idle clients.
 - connection_limit 200 and 8 threads (HTTP_THREADS): acks are fast and the work runs after them.
+
+Two things keep the ack fast while deckhand's own threads are busy (bench/ack.py; see README, Benchmarks):
+- every connection waiting in the backlog is accepted on one pass of waitress's loop (`accept_waiting`);
+- the heap built at startup is frozen out of the cyclic collector's way before serving (`Listeners.serve`).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +33,7 @@ log = logging.getLogger("deckhand.serving")
 PORT_LIMITS = {"connection_limit": 200, "channel_timeout": 10, "cleanup_interval": 2,
                "max_request_body_size": MAX_BODY}
 # Probes and scrapes: a few connections at a time, small GETs, nothing to wait for.
+ACCEPT_BATCH = 64  # connections accepted per pass of the loop at most (accept_waiting)
 HEALTH_LIMITS = {"threads": 2, "connection_limit": 32, "channel_timeout": 5, "cleanup_interval": 2,
                  "max_request_body_size": 4096}
 
@@ -41,7 +47,17 @@ class Listeners:
     health_closing: threading.Event = field(default_factory=threading.Event)
 
     def serve(self) -> None:
-        """Start HEALTH_PORT in the background and serve PORT on this thread until `close_main()`."""
+        """Start HEALTH_PORT in the background and serve PORT on this thread until `close_main()`.
+
+        First the heap the process built at startup (modules, clients, config, Bolt's listeners) is
+        collected once and frozen (gc.freeze, https://docs.python.org/3/library/gc.html#gc.freeze): the
+        cyclic collector no longer traverses it, so a full collection later walks only what was created
+        since. Unfrozen, deckhand's full collections took 62-80 ms with the GIL held, and one landing in a
+        burst of requests stalled every ack in flight (bench/ack.py). Frozen objects are still freed by
+        reference counting; only reference cycles among them would outlive their use, and what startup
+        builds lives as long as the process anyway."""
+        gc.collect()
+        gc.freeze()
         self.health_thread = threading.Thread(target=_serve, args=(self.health, self.health_closing),
                                               name="health-http", daemon=True)
         self.health_thread.start()
@@ -81,4 +97,28 @@ def create_listeners(web, health_web, *, host: str, port: int, health_port: int,
                          clear_untrusted_proxy_headers=True, **PORT_LIMITS)
     health = create_server(health_web, host=host, port=health_port, ident="deckhand",
                            clear_untrusted_proxy_headers=True, **HEALTH_LIMITS)
+    accept_waiting(main)
+    accept_waiting(health)
     return Listeners(main, health)
+
+
+def accept_waiting(server: BaseWSGIServer, batch: int = ACCEPT_BATCH) -> None:
+    """Make `server` accept every connection waiting in its backlog on one pass of its loop, not one.
+
+    waitress accepts one connection per pass of its asyncore loop (BaseWSGIServer.handle_accept), and
+    each pass gives up the GIL around select() and must take it back. While deckhand's own threads are
+    busy (listeners answering earlier requests), taking it back costs up to the interpreter's switch
+    interval (5 ms), so twenty clients connecting at once waited up to 140 ms for the last of them to be
+    accepted before a byte of its request was read; p99 of the ack was that wait (bench/ack.py: a phase's
+    first requests on fresh connections). Accepting all of them at once makes it one pass. `batch` and
+    waitress's connection_limit bound a pass, so a connection flood cannot hold the loop."""
+    accept_one = server.handle_accept
+
+    def handle_accept() -> None:
+        for _ in range(batch):
+            open_before = len(server._map)  # noqa: SLF001 - waitress counts connections there (readable())
+            accept_one()
+            if len(server._map) == open_before or len(server._map) >= server.adj.connection_limit:  # noqa: SLF001
+                return  # nothing left to accept (or accept failed and waitress logged it), or at the limit
+
+    server.handle_accept = handle_accept
