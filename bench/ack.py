@@ -45,7 +45,12 @@ COMMANDS = [
 UNREGISTERED_ACTION = "bench_unregistered_button"
 UNREGISTERED_VIEW = "bench_unregistered_modal"
 PHASE_SECONDS = 40.0  # each phase stops sending after this, so the whole run stays bounded
-DRAIN_SECONDS = 30.0  # at most this long to let the bot finish the work a phase queued
+# At most this long to let the bot finish the work a phase queued. 100 commands whose answers take a few
+# 1 s backend calls each, on 8 listener workers, keep deckhand busy 35-50 s (and a click phase's 30
+# refusals, sent one per second by the notice thread, ~40 s): at 30 s the next phase started while the
+# last one's work still ran, so it measured deckhand acking under that work while the bare app, always
+# quiet within 3 s, acked under none.
+DRAIN_SECONDS = 90.0
 
 
 class _Recorder:
