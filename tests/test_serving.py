@@ -166,18 +166,17 @@ def test_one_pass_of_the_loop_accepts_every_connection_waiting():
         for client in clients:  # and each is a working connection
             client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         answers = {client: b"" for client in clients}
+        for client in clients:
+            client.setblocking(False)
 
         def all_answered() -> bool:
             server.asyncore.loop(timeout=0.05, map=server._map, count=1)
-            return all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"ok") for a in map(_read_some, clients, answers.values()))
-
-        def _read_some(client, _):
-            client.setblocking(False)
-            try:
-                answers[client] += client.recv(4096)
-            except BlockingIOError:
-                pass
-            return answers[client]
+            for client in clients:
+                try:
+                    answers[client] += client.recv(4096)
+                except BlockingIOError:
+                    pass
+            return all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"ok") for a in answers.values())
 
         wait_until(all_answered, "every accepted connection to be answered")
     finally:

@@ -33,9 +33,9 @@ log = logging.getLogger("deckhand.serving")
 PORT_LIMITS = {"connection_limit": 200, "channel_timeout": 10, "cleanup_interval": 2,
                "max_request_body_size": MAX_BODY}
 # Probes and scrapes: a few connections at a time, small GETs, nothing to wait for.
-ACCEPT_BATCH = 64  # connections accepted per pass of the loop at most (accept_waiting)
 HEALTH_LIMITS = {"threads": 2, "connection_limit": 32, "channel_timeout": 5, "cleanup_interval": 2,
                  "max_request_body_size": 4096}
+ACCEPT_BATCH = 64  # connections accepted per pass of the loop at most (accept_waiting)
 
 
 @dataclass
@@ -107,8 +107,8 @@ def accept_waiting(server: BaseWSGIServer, batch: int = ACCEPT_BATCH) -> None:
 
     waitress accepts one connection per pass of its asyncore loop (BaseWSGIServer.handle_accept), and
     each pass gives up the GIL around select() and must take it back. While deckhand's own threads are
-    busy (listeners answering earlier requests), taking it back costs up to the interpreter's switch
-    interval (5 ms), so twenty clients connecting at once waited up to 140 ms for the last of them to be
+    busy (listeners answering earlier requests), taking it back costs milliseconds (the interpreter's
+    switch interval is 5 ms, and other threads may win it first), so twenty clients connecting at once waited up to 140 ms for the last of them to be
     accepted before a byte of its request was read; p99 of the ack was that wait (bench/ack.py: a phase's
     first requests on fresh connections). Accepting all of them at once makes it one pass. `batch` and
     waitress's connection_limit bound a pass, so a connection flood cannot hold the loop."""
