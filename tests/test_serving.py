@@ -2,6 +2,7 @@
 PORT, and refusing to serve HTTP mode without a signing secret. Real processes, real sockets."""
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -221,3 +222,43 @@ def test_serving_freezes_the_heap_built_at_startup():
         serving.join(timeout=10)
         _close(listeners)
     assert not serving.is_alive()
+
+
+def test_waitress_queue_warnings_go_out_once_a_period_summarised(caplog):
+    # waitress warns "Task queue depth is N" for every request that finds its threads busy, from the
+    # thread that reads requests, holding the lock its workers take work with.
+    from waitress.task import ThreadedTaskDispatcher
+
+    from bot.foundation.serving import QueueDepthLog
+
+    now = [1000.0]
+    queue_log = logging.getLogger("waitress.queue")
+    summary = QueueDepthLog(period=60, clock=lambda: now[0])
+    installed, queue_log.filters = queue_log.filters, [summary]  # not the one listeners built earlier installed
+    dispatcher = ThreadedTaskDispatcher()  # no threads: every task added waits, as when all are busy
+    try:
+        with caplog.at_level(logging.WARNING, logger="waitress.queue"):
+            for _ in range(12):
+                dispatcher.add_task(object())
+            assert [r.getMessage() for r in caplog.records] == ["all HTTP threads busy: 1 requests waiting for one"]
+            now[0] += 59
+            dispatcher.add_task(object())
+            assert len(caplog.records) == 1
+            now[0] += 1
+            dispatcher.add_task(object())
+            assert caplog.records[-1].getMessage() == (
+                "all HTTP threads busy: 14 requests waiting for one; 12 more times in the last 60 s, at most 14 waiting")
+    finally:
+        queue_log.filters = installed
+
+
+def test_the_listeners_summarise_waitress_queue_warnings():
+    from bot.foundation.serving import QueueDepthLog
+
+    listeners = _trivial_listeners()
+    try:
+        assert sum(isinstance(f, QueueDepthLog) for f in logging.getLogger("waitress.queue").filters) == 1
+        _close(_trivial_listeners())  # a second pair of listeners adds no second filter
+        assert sum(isinstance(f, QueueDepthLog) for f in logging.getLogger("waitress.queue").filters) == 1
+    finally:
+        _close(listeners)

@@ -12,15 +12,18 @@ Limits on PORT, deliberately:
   idle for 10 s is not Slack; this frees connections held open by slow or idle clients.
 - connection_limit 200 and 8 threads (HTTP_THREADS): acks are fast and the work runs after them.
 
-Two things keep the ack fast while deckhand's own threads are busy (bench/ack.py; see README, Benchmarks):
+Three things keep the ack fast while deckhand's own threads are busy (bench/ack.py; see README, Benchmarks):
 - every connection waiting in the backlog is accepted on one pass of waitress's loop (`accept_waiting`);
-- the heap built at startup is frozen out of the cyclic collector's way before serving (`Listeners.serve`).
+- the heap built at startup is frozen out of the cyclic collector's way before serving (`Listeners.serve`);
+- waitress's "Task queue depth is N" goes out at most once a minute, summarised (`QueueDepthLog`).
 """
 from __future__ import annotations
 
 import gc
 import logging
 import threading
+import time
+from typing import Callable
 from dataclasses import dataclass, field
 
 from waitress import create_server
@@ -36,6 +39,7 @@ PORT_LIMITS = {"connection_limit": 200, "channel_timeout": 10, "cleanup_interval
 HEALTH_LIMITS = {"threads": 2, "connection_limit": 32, "channel_timeout": 5, "cleanup_interval": 2,
                  "max_request_body_size": 4096}
 ACCEPT_BATCH = 64  # connections accepted per pass of the loop at most (accept_waiting)
+QUEUE_LOG_PERIOD = 60.0  # seconds between two "requests waited for a thread" lines at most (QueueDepthLog)
 
 
 @dataclass
@@ -92,6 +96,41 @@ def _serve(server: BaseWSGIServer, closing: threading.Event) -> None:
                 server.maintenance(float("inf"))  # every channel without a request in progress
     except (OSError, ValueError) as exc:  # a socket closed under the loop at exit
         log.debug("listener stopped: %s", exc)
+
+
+class QueueDepthLog(logging.Filter):
+    """waitress logs "Task queue depth is N" at WARNING for every request that arrives while all its
+    threads are busy (waitress/task.py ThreadedTaskDispatcher.add_task), from the thread that reads
+    every request and while holding the lock every worker needs to take its next one. A burst of twenty
+    Slack requests wrote a dozen lines, each a write to stderr in the middle of the ack path. This lets
+    one line through per `period`, saying how often it happened since the last and how deep the queue
+    got; the others are counted and dropped before any handler formats or writes them."""
+
+    def __init__(self, period: float = QUEUE_LOG_PERIOD, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.period, self.clock = period, clock
+        self._lock = threading.Lock()
+        self._last = -period
+        self._skipped = 0
+        self._deepest = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        depth = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        now = self.clock()
+        with self._lock:
+            if isinstance(depth, int):
+                self._deepest = max(self._deepest, depth)
+            if now - self._last < self.period:
+                self._skipped += 1
+                return False
+            skipped, deepest, since = self._skipped, self._deepest, now - self._last
+            self._last, self._skipped, self._deepest = now, 0, 0
+        record.msg = "all HTTP threads busy: %s requests waiting for one"
+        if skipped:
+            record.msg += f"; {skipped} more times in the last {since:.0f} s, at most {deepest} waiting"
+        return True
+
+
 def create_listeners(web, health_web, *, host: str, port: int, health_port: int, threads: int = 8) -> Listeners:
     main = create_server(web, host=host, port=port, threads=threads, ident="deckhand",
                          clear_untrusted_proxy_headers=True, **PORT_LIMITS)
@@ -99,6 +138,9 @@ def create_listeners(web, health_web, *, host: str, port: int, health_port: int,
                            clear_untrusted_proxy_headers=True, **HEALTH_LIMITS)
     accept_waiting(main)
     accept_waiting(health)
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, QueueDepthLog) for f in queue_log.filters):
+        queue_log.addFilter(QueueDepthLog())
     return Listeners(main, health)
 
 
