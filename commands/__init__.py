@@ -24,7 +24,7 @@ from slack_bolt import BoltResponse
 from blocks.common import error_text
 from bot.foundation.context import Context, new_error_id
 from commands import canary, home, idle, nodes, ops, pipeline, service, waves
-from commands.kit import UsageError, UserFacingError, channel_of, usage_text, user_of
+from commands.kit import AFTER_ACK_FAILED, UsageError, UserFacingError, channel_of, usage_text, user_of
 
 log = logging.getLogger("deckhand.commands")
 
@@ -201,7 +201,7 @@ def register_all(app, ctx: Context) -> SlackNames:
         body = req.body or {}
         if body.get("command") or body.get("type") == "block_actions":
             req.context.ack()  # see commands/pool.py: these listeners never answer in the ack
-        return next()  # modal submissions take the urgent lane in app.DeckhandApp.dispatch
+        return next()  # modal submissions run their listener inline (commands/pool.py)
 
     @app.error
     def show_error(error, body, context, respond, client, logger):
@@ -242,6 +242,7 @@ def register_all(app, ctx: Context) -> SlackNames:
         except RuntimeError:  # shutting down: the pool takes no more work
             log.warning("could not show the error to %s: deckhand is shutting down", user)
 
+    ctx.extras[AFTER_ACK_FAILED] = lambda error, body: show_error(error, body, {VERIFIED: True}, None, ctx.slack, log)
     for module in MODULES:
         module.register(_Recording(app, names), ctx)
     return names

@@ -18,7 +18,7 @@ from bot.idle import store as idle_store
 from bot.foundation.context import Context
 from bot.idle.store import CLEARED, DELETION_REQUESTED, KEPT, OPEN, SNOOZED
 from bot.foundation.store import iso
-from commands.kit import (UsageError, action_value, channel_of, deny, message_ts_of, safe_respond, usage_text,
+from commands.kit import (UsageError, action_value, after_ack, channel_of, deny, message_ts_of, safe_respond, usage_text,
                           user_of, words)
 
 log = logging.getLogger("deckhand.commands.idle")
@@ -222,6 +222,9 @@ def register(app, ctx: Context) -> None:
             return ack(response_action="errors", errors={
                 KEEP_REASON_BLOCK: "Say why it should stay (at least 5 characters), e.g. “standby for failover”."})
         ack()
+        after_ack(ctx, body, keep_with_reason, body, client, view, reason)
+
+    def keep_with_reason(body, client, view, reason: str) -> None:
         user = user_of(body)
         meta = json.loads(view.get("private_metadata") or "{}")
         key, channel = meta.get("key", ""), meta.get("channel")

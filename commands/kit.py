@@ -87,6 +87,35 @@ def safe_respond(respond: Callable, **kwargs: Any) -> None:
         log.info("respond() failed: %s", exc)
 
 
+AFTER_ACK_FAILED = "after_ack_failed"  # ctx.extras: how a failure after a modal's ack is reported (commands.show_error)
+
+
+def after_ack(ctx: Context, body: dict, work: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Queue what a modal submission's listener does once it has acked.
+
+    A modal listener runs on the request thread (commands/pool.py), so that Slack has the ack the
+    moment the listener decides it; anything slow after that (Kubernetes, GitHub, Slack) goes to the
+    listener pool through here. A failure there is reported as any listener's would be."""
+    executor = ctx.extras.get("listener_executor")
+
+    def run() -> None:
+        try:
+            work(*args, **kwargs)
+        except Exception as exc:
+            report = ctx.extras.get(AFTER_ACK_FAILED)
+            if report is None:
+                raise
+            report(exc, body)
+
+    if executor is None:
+        return run()
+    try:
+        executor.submit(run)
+    except RuntimeError:  # shutting down: the pool takes no more work
+        log.warning("not finishing the %s submitted by %s: deckhand is shutting down",
+                    ((body.get("view") or {}).get("callback_id") or "modal"), user_of(body))
+
+
 class CheckedRespond(Respond):
     """Bolt's respond(), but only to Slack's own hosts, and with tokens redacted from what is sent.
 

@@ -25,7 +25,7 @@ from bot.foundation.gitops import GitOpsError
 from bot.pipelines.catalog import catalog, find_pipeline, read_pointer, read_spec_at, scan
 from bot.pipelines.form import DEFAULT_FORM, FIELDS, form_from_spec, name_problem, tag_policy
 from bot.pipelines.spec import PipelineSpec, SpecError
-from commands.kit import action_value, channel_of, deny, fail, safe_respond, usage_text, user_of, words
+from commands.kit import action_value, after_ack, channel_of, deny, fail, safe_respond, usage_text, user_of, words
 
 COMMAND = "/pipeline"
 SUMMARY = "create and edit CI/CD pipelines; bump batch base images"
@@ -86,13 +86,13 @@ def register(app, ctx: Context) -> None:
             ack(response_action="update", view=notice_modal(
                 "Edit pipeline", f":information_source: Nothing changed in *{spec.service}*, so no pull request "
                                  "was opened."))
-            ctx.audit(user, "pipeline.edit", "no change", target=spec.service, params={"team": spec.team})
-            return
+            return after_ack(ctx, body, ctx.audit, user, "pipeline.edit", "no change", target=spec.service,
+                             params={"team": spec.team})
         ack()
         if mode == "edit":
-            return edit_submitted(ctx, client, spec, user, meta.get("channel"))
-        propose(ctx, client, action=mode, target=spec.service, team=spec.team, spec=spec.to_dict(), user=user,
-                channel=meta.get("channel"))
+            return after_ack(ctx, body, edit_submitted, ctx, client, spec, user, meta.get("channel"))
+        after_ack(ctx, body, propose, ctx, client, action=mode, target=spec.service, team=spec.team,
+                  spec=spec.to_dict(), user=user, channel=meta.get("channel"))
 
     @app.action(RETRY_ACTION)
     def retry(ack, body, client, respond):

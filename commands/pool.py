@@ -8,14 +8,13 @@ waits in the queue — past Slack's 3-second limit under load. So:
 
 - slash commands and button clicks are acked by middleware before the listener is queued (their
   listeners never put anything in the ack), and their work queues on the bounded pool;
-- modal submissions must answer in the ack (`response_action: errors/update`), so each starts at
-  once on a thread of its own lane ("urgent": up to URGENT_THREADS at once, kept warm, because
-  starting a thread per submission cost ~10 ms of the ack under load): they are human-paced, and a
-  slow one cannot hold up another. Only the listener takes that lane, not what our middleware
-  submits on the way (persisting a delivery key), which the middleware that marks the lane follows.
-  The request thread then waits for that listener's ack() on an event, not in Bolt's loop that
-  checks every 10 ms (thread_runner.py `time.sleep(0.01)`): the loop finds the answer on its first
-  look, and a submission's ack no longer costs at least 10 ms.
+- modal submissions must answer in the ack (`response_action: errors/update`), so their listener runs
+  right there, on the request thread, before Bolt looks for the ack: it is ready at Bolt's first look
+  (no 10 ms nap in thread_runner.py's loop), and no other thread has to be woken and given the GIL
+  twice per submission (bench/ack.py: the modal phase's p99 fell from 56 to 50 ms, its CPU per request
+  by 15 %). What such a listener does after its ack (Kubernetes, GitHub, Slack) it queues on the pool
+  with `commands.kit.after_ack`, so the request thread is only ever held for the validation that
+  decides the ack. Submissions are human-paced and charged to nobody's share.
 
 Per-user share. Each user may have at most `share` listener calls admitted to the pool (running
 or waiting for a thread) at once. With 8 workers and a share of 3, one person firing 100 commands
@@ -51,16 +50,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from slack_bolt import Ack, BoltResponse
+from slack_bolt import BoltResponse
 
 from blocks.common import escape
 
 log = logging.getLogger("deckhand.commands")
 
 SHARE = 3
-URGENT_THREADS = 64  # modal submissions running at once; human-paced, so never reached in practice
-URGENT_WARM = 4  # urgent threads started up front; more start only when all of them are busy
-ACK_WAIT = 3.0  # seconds a request thread waits for a modal listener's ack (Bolt's own ack_timeout)
 NOTICE_BACKLOG = 50  # click refusals waiting to be sent; beyond this a flood's refusals are not told
 _lane = threading.local()
 
@@ -75,30 +71,16 @@ class Owner:
 
 @contextmanager
 def lane() -> Iterator[None]:
-    """Around one Bolt dispatch. The middleware marks the lane (urgent, or charged to a user); a
+    """Around one Bolt dispatch. The middleware marks the lane (inline, or charged to a user); a
     reservation not used by a listener (nothing matched) is given back at the end."""
-    _lane.urgent, _lane.owner, _lane.pool = None, None, None
+    _lane.inline, _lane.owner, _lane.pool = False, None, None
     try:
         yield
     finally:
         owner, pool = getattr(_lane, "owner", None), getattr(_lane, "pool", None)
-        _lane.urgent, _lane.owner, _lane.pool = None, None, None
+        _lane.inline, _lane.owner, _lane.pool = False, None, None
         if owner is not None and pool is not None:
             pool._release(owner)
-
-
-class SignalingAck(Ack):
-    """Bolt's ack() that also tells the request thread it was called."""
-
-    def __init__(self):
-        super().__init__()
-        self.called = threading.Event()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            self.called.set()
 
 
 def refusal_text(running: list[str]) -> str:
@@ -113,7 +95,6 @@ class ListenerPool(Executor):
         self.pool = Workers(workers, "listener", start=workers)
         self.share = share
         self._admitted: dict[str, list[str]] = {}  # user -> names of their calls admitted and not finished
-        self._urgent = Workers(URGENT_THREADS, "listener-urgent", start=URGENT_WARM)
         self._notices = Workers(1, "share-notice", start=1)
         self._notices_waiting = 0
         self._lock = threading.Lock()
@@ -147,8 +128,8 @@ class ListenerPool(Executor):
 
         def share_by_user(req, resp, next):  # noqa: A002 - Bolt's names
             body = req.body or {}
-            if body.get("type") == "view_submission":  # the urgent lane: human-paced, answered in the ack
-                req.context["ack"] = _lane.urgent = SignalingAck()  # Bolt and the listener read it after us
+            if body.get("type") == "view_submission":  # answered in the ack, on this thread; human-paced
+                _lane.inline = True
                 return next()
             user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
             if not user:
@@ -188,13 +169,9 @@ class ListenerPool(Executor):
 
     # -- Executor ----------------------------------------------------------------------------------
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        ack = getattr(_lane, "urgent", None)
-        if ack is not None:
-            _lane.urgent = None  # the listener's; anything else submitted goes the usual way
-            future = self._urgent.submit(fn, *args, **kwargs)
-            future.add_done_callback(lambda _: ack.called.set())  # Bolt's error path answers without ack()
-            ack.called.wait(ACK_WAIT)
-            return future
+        if getattr(_lane, "inline", False):
+            _lane.inline = False  # the listener's; what it queues after its ack goes the usual way
+            return _run_here(fn, *args, **kwargs)
         owner = getattr(_lane, "owner", None)
         if owner is None:
             return self.pool.submit(fn, *args, **kwargs)
@@ -216,8 +193,17 @@ class ListenerPool(Executor):
         with self._lock:
             self._closed = True
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
-        self._urgent.shutdown(wait=wait, cancel_futures=cancel_futures)
         self._notices.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _run_here(fn, /, *args, **kwargs) -> Future:
+    future: Future = Future()
+    future.set_running_or_notify_cancel()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as exc:  # delivered to whoever waits on the future, as from a worker
+        future.set_exception(exc)
+    return future
 
 
 class Workers:

@@ -25,7 +25,7 @@ from bot.deletion.dependencies import DependencyReport, ServiceMissing, check
 from bot.foundation.gitops import GitOpsError
 from bot.foundation.kube import KubeError
 from bot.foundation.services import describe_lookup_failure, find_service
-from commands.kit import action_value, deny, fail, safe_respond, usage_text, user_of, words
+from commands.kit import action_value, after_ack, deny, fail, safe_respond, usage_text, user_of, words
 
 log = logging.getLogger("deckhand.commands.service")
 
@@ -202,6 +202,9 @@ def register(app, ctx: Context) -> None:
             return ack(response_action="errors", errors={
                 REASON_BLOCK: f"Say in a sentence how you know it is safe (at least {MIN_REASON} characters)."})
         ack()
+        after_ack(ctx, body, request_overridden, body, client, view, reason)
+
+    def request_overridden(body, client, view, reason: str) -> None:
         user = user_of(body)
         target = json.loads(view.get("private_metadata") or "{}")
         reply = _replier(client, target.get("r"), user, ctx.secrets.slack_api_url)

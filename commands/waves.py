@@ -16,7 +16,7 @@ from bot.foundation.context import Context
 from bot.foundation.kube import KubeError
 from bot.nodes import wave_run, waves
 from bot.nodes.wave_plan import SpecError, WaveSpec, check_selection, parse_budget, parse_window
-from commands.kit import action_value, deny, fail, safe_respond, user_of
+from commands.kit import action_value, after_ack, deny, fail, safe_respond, user_of
 from commands.pipeline import form_values
 
 log = logging.getLogger("deckhand.commands.waves")
@@ -104,7 +104,7 @@ def register(app, ctx: Context) -> None:
     ctx.extras[waves.RENDERER] = lambda wave, rows, settings: wave_blocks.card(wave, rows, settings, ctx.now())
 
     @app.view(wave_blocks.PLAN_CALLBACK)
-    def planned(ack, body, client):
+    def planned(ack, body):
         user = user_of(body)
         decision = ctx.access.may(user, "wave.plan")
         if not decision:
@@ -113,6 +113,9 @@ def register(app, ctx: Context) -> None:
         if errors:
             return ack(response_action="errors", errors=errors)
         ack()
+        after_ack(ctx, body, plan, spec, user)
+
+    def plan(spec, user: str) -> None:
         try:
             wave = waves.propose(ctx, spec, user, ctx.settings.channels.alerts)
         except waves.WaveRefused as exc:

@@ -6,6 +6,9 @@ provably still running while the others are answered; no timing is asserted."""
 from __future__ import annotations
 
 import json
+import re
+
+import requests
 
 from tests.harness import DEVOPS, PAY_DEV, PAY_DEV2
 from tests.pipelines.test_pipeline_kit import ack_body, api_form, open_modal, pbot, submit  # noqa: F401 - pbot is a fixture
@@ -76,7 +79,7 @@ def test_modal_submissions_and_other_users_are_not_charged_to_the_flooding_user(
         for user in (DEVOPS, PAY_DEV2):
             for _ in range(3):
                 command(bot, "list", user)  # admitted: no refusal in the ack
-        # A modal submission answers in the ack (urgent lane), share or not: an unknown callback_id is
+        # A modal submission answers in the ack (on the request thread), share or not: an unknown callback_id is
         # Bolt's 404, never a refusal and never a wait behind the held work.
         response = bot.sender.view_submission("bench_unregistered_modal", values={}, user_id=PAY_DEV)
         assert response.status_code == 404
@@ -85,8 +88,8 @@ def test_modal_submissions_and_other_users_are_not_charged_to_the_flooding_user(
 
 
 def test_a_modal_submission_is_answered_as_soon_as_its_listener_acks(pbot, monkeypatch):
-    """Bolt's request thread checks for the ack every 10 ms (thread_runner.py); deckhand's urgent lane
-    hands it the answer before its first look, so that loop never sleeps."""
+    """Bolt's request thread checks for the ack every 10 ms (thread_runner.py); a modal's listener runs
+    on that thread before its first look, so that loop never sleeps."""
     import time as real
 
     import slack_bolt.listener.thread_runner as runner
@@ -107,3 +110,64 @@ def test_a_modal_submission_is_answered_as_soon_as_its_listener_acks(pbot, monke
     assert refused["response_action"] == "errors" and "replicas" in refused["errors"]
     assert ack_body(submit(pbot, api_form())) == {}  # accepted: the pull request is opened after the ack
     assert naps == []
+
+
+REASON = "Access logs for 30 days show no requests; payments confirmed in #payments"
+
+
+def override_modal_open(bot_factory, github_fake):
+    """A bot whose DevOps user has the deletion override modal open (Prometheus is down: traffic unknown)."""
+    from blocks.service import ACTION_OVERRIDE, VIEW_OVERRIDE
+    from tests.deletion.test_service_world import button, report_of, start
+
+    bot = start(bot_factory, github_fake, backend_timeout=60)
+    report = report_of(bot, DEVOPS, "delete payments-api prod-a")
+    override = button(report["blocks"], ACTION_OVERRIDE)
+    bot.sender.block_actions(ACTION_OVERRIDE, value=override["value"], user_id=DEVOPS, channel_id="C0PAY",
+                             message={"type": "message", "blocks": report["blocks"], "ts": "1.000002"})
+    assert bot.slack.wait_for(lambda: bot.slack.views_for(DEVOPS))[-1]["callback_id"] == VIEW_OVERRIDE
+    return bot
+
+
+def submit_override(bot):
+    from blocks.service import REASON_BLOCK, VIEW_OVERRIDE
+
+    return bot.sender.view_submission(VIEW_OVERRIDE, {REASON_BLOCK: {"value": REASON}}, user_id=DEVOPS)
+
+
+def test_a_modal_listener_acks_on_the_request_thread_and_its_work_follows_on_the_pool(bot_factory, github_fake):
+    """The override modal's listener runs where the request arrived, so its ack is ready at once; the
+    dependency check and the pull request that follow go to the pool (commands.kit.after_ack). With
+    Kubernetes held, the submission is still answered, and the work waits, off the request thread."""
+    from bot.deletion import lifecycle
+
+    bot = override_modal_open(bot_factory, github_fake)
+    kube = bot.kube["prod-a"]
+    asked_before = len(kube.requests)
+    kube.hang(seconds=60, times=None)
+    try:
+        answer = submit_override(bot)
+        assert answer.status_code == 200 and answer.text == ""  # acked (the client gives up after 10 s)
+        bot.slack.wait_for(lambda: len(kube.requests) > asked_before)  # the check after the ack has started ...
+        assert lifecycle.open_request_for(bot.ctx, "prod-a", "payments", "payments-api") is None  # ... and is held
+    finally:
+        kube.release_hangs()
+    req = bot.slack.wait_for(lambda: lifecycle.open_request_for(bot.ctx, "prod-a", "payments", "payments-api"))
+    assert req.override_reason == REASON
+
+
+def test_a_failure_after_a_modal_ack_is_reported_with_an_error_id(bot_factory, github_fake, monkeypatch, caplog):
+    from bot.deletion import lifecycle
+
+    bot = override_modal_open(bot_factory, github_fake)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the store fell over")
+
+    monkeypatch.setattr(lifecycle, "create_request", broken)
+    assert submit_override(bot).status_code == 200
+    logged = bot.slack.wait_for(lambda: [r for r in caplog.records if "error id" in r.getMessage()])
+    assert re.fullmatch(r"error id [0-9a-f]{8} in view service_delete_override for U0DEVOPS1", logged[0].getMessage())
+    assert isinstance(logged[0].exc_info[1], RuntimeError)
+    metrics = requests.get(bot.health_url + "/metrics").text
+    assert 'deckhand_errors_total{where="view:service_delete_override"} 1.0' in metrics
