@@ -170,9 +170,9 @@ def register_all(app, ctx: Context) -> SlackNames:
             return False
         if retry is not None:
             return ctx.store.once(key)  # memory may have been lost with a restart: ask the database
-        executor = ctx.extras.get("listener_executor")
-        if executor is not None:
-            executor.submit(ctx.store.once, key)
+        keys = ctx.extras.get("slack_replays")  # bot.foundation.doors.SlackReplays: batched, off this thread
+        if keys is not None:
+            keys.record(key)
         else:
             ctx.store.once(key)
         return True

@@ -150,6 +150,27 @@ def test_a_verbatim_replay_is_dropped_also_after_a_restart(bot_factory, tmp_path
     assert 'deckhand_refused_requests_total{door="slack",reason="replay"} 1.0' in requests.get(second.health_url + "/metrics").text
 
 
+def test_a_slack_retry_of_a_request_answered_before_a_restart_is_dropped(bot_factory, tmp_path):
+    # Slack retries (X-Slack-Retry-Num) are signed anew, so only the delivery key recognises them; the
+    # key is written to SQLite in batches by the same writer as the replay keys.
+    db = str(tmp_path / "shared.db")
+    first = bot_factory(db_path=db)
+    first.sender.command("/ops", "help", user_id=DEVOPS, trigger_id="trig-restart")
+    wait_until(lambda: first.slack.responses, "the first answer")
+    first.stop()  # the writer flushes what it holds
+
+    answered_before = len(first.slack.responses)  # the Slack fake outlives the restart
+    second = bot_factory(db_path=db)
+    retry = second.sender.command("/ops", "help", user_id=DEVOPS, trigger_id="trig-restart", retry_num=1)
+    assert retry.status_code == 200
+    fresh = second.sender.command("/ops", "help", user_id=DEVOPS, trigger_id="trig-new")
+    assert fresh.status_code == 200
+    wait_until(lambda: len(second.slack.responses) > answered_before, "the new request's answer")
+    settle(second)
+    assert len(second.slack.responses) == answered_before + 1  # the new one's; the retry ran nothing
+    assert 'outcome="duplicate"} 1.0' in requests.get(second.health_url + "/metrics").text
+
+
 def test_a_flood_of_forged_requests_logs_a_few_short_lines_without_bodies(bot, caplog):
     marker = "BODY-MARKER-" + "q" * 2000
     with caplog.at_level(logging.DEBUG):

@@ -112,7 +112,9 @@ class SlackReplays:
     Memory answers on the ack path (no SQLite write there: a write can wait on another transaction's
     lock); each key is also written to SQLite (`processed`, outcome = the request's timestamp) by a
     writer thread, and the keys still valid are loaded at start, so a replay after a restart is
-    dropped too. Expired keys are pruned by the writer.
+    dropped too. Expired keys are pruned by the writer. The same writer records the delivery keys
+    that drop Slack's retries (`record`, commands/__init__.py): one transaction per batch of requests,
+    not one per request.
     """
 
     PREFIX = "slack-request:"
@@ -121,7 +123,7 @@ class SlackReplays:
         self.store, self.clock = store, clock
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()  # (key, outcome)
         self._writer: threading.Thread | None = None
         self._last_prune = 0.0
         self._load()
@@ -149,11 +151,16 @@ class SlackReplays:
             self._seen[key] = stamp
             if len(self._seen) > 20000:
                 self._seen = {k: s for k, s in self._seen.items() if s >= now - SLACK_WINDOW_SECONDS}
+        self.record(key, str(stamp))
+        return True
+
+    def record(self, key: str, outcome: str = "") -> None:
+        """Write `key` to `processed` soon, from the writer thread (its INSERT does nothing if it is there)."""
+        with self._lock:
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write, name="slack-replays", daemon=True)
                 self._writer.start()
-        self._queue.put((key, stamp))
-        return True
+        self._queue.put((key, outcome))
 
     def _write(self) -> None:
         while True:
@@ -172,9 +179,9 @@ class SlackReplays:
                 batch.append(more)
             try:
                 with self.store.tx() as db:
-                    for key, stamp in batch:
-                        db.execute("INSERT INTO processed(key, at, outcome) VALUES(?, ?, ?) ON CONFLICT(key) DO NOTHING",
-                                   [key, self.store.now(), str(stamp)])
+                    at = self.store.now()
+                    db.conn.executemany("INSERT INTO processed(key, at, outcome) VALUES(?, ?, ?) ON CONFLICT(key) DO NOTHING",
+                                   [(key, at, outcome) for key, outcome in batch])
                     if time.monotonic() - self._last_prune > 60:
                         self._last_prune = time.monotonic()
                         db.execute("DELETE FROM processed WHERE key >= ? AND key < ? AND CAST(outcome AS INTEGER) < ?",
