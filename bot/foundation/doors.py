@@ -39,7 +39,9 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is None and isinstance(headers, Mapping):
         lowered = name.lower()
-        value = next((v for k, v in headers.items() if str(k).lower() == lowered), None)
+        value = headers.get(lowered)  # Bolt's headers: lower-case names
+        if value is None:
+            value = next((v for k, v in headers.items() if str(k).lower() == lowered), None)
     if isinstance(value, list):  # Bolt keeps header values as lists
         value = value[0] if value else None
     return value
