@@ -23,8 +23,8 @@ import gc
 import logging
 import threading
 import time
-from typing import Callable
 from dataclasses import dataclass, field
+from typing import Callable
 
 from waitress import create_server
 from waitress.server import BaseWSGIServer
