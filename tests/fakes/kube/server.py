@@ -1,37 +1,35 @@
-"""`KubeFake` itself (lifecycle, registry, Python API, failure injection) and its HTTP plumbing."""
+"""`KubeFake` itself (lifecycle, registry, failure injection; its Python API is seeding.py) and its HTTP plumbing."""
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import os
 import socket
 import threading
 import time
 import traceback
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from .common import JSON, _dumps, _now
+from .common import JSON, _dumps
 from .errors import ApiError, status_body
 from .eviction import EvictionMixin
 from .kubeconfig import write_kubeconfig
-from .patches import merge_patch
 from .recording import SESSION_CALLS, Headers, RecordedRequest, _Rule
 from .resources import BUILTIN_TYPES, SEED_NAMESPACES, ResourceType
 from .deletion import _DeletionMixin
 from .routing import _RoutingMixin
+from .seeding import SeedingMixin
 from .store import _Entry, _StoreMixin
 
 
 # ------------------------------------------------------------------------------------------------
 # The fake
 # ------------------------------------------------------------------------------------------------
-class KubeFake(_RoutingMixin, _StoreMixin, _DeletionMixin, EvictionMixin):
+class KubeFake(SeedingMixin, _RoutingMixin, _StoreMixin, _DeletionMixin, EvictionMixin):
     """An in-memory Kubernetes API server on http://127.0.0.1:<free port>."""
 
     def __init__(self, *, seed_namespaces: bool = True, strict_namespaces: bool = True, token: str = "fake-token",
@@ -166,127 +164,6 @@ class KubeFake(_RoutingMixin, _StoreMixin, _DeletionMixin, EvictionMixin):
             options = ", ".join(sorted(f"{rt.plural}.{rt.group}" if rt.group else rt.plural for rt in found))
             raise ValueError(f"{kind_or_plural!r} is ambiguous ({options}); pass api_version")
         return found[0]
-
-    # -- Python API over the store (no on_write hooks) -----------------------------------------
-    def add(self, obj: dict) -> dict:
-        """Store (create or overwrite) an object as-is, status included, filling metadata defaults."""
-        rt = self._type_of(obj)
-        obj = copy.deepcopy(obj)
-        meta = obj.setdefault("metadata", {})
-        if not meta.get("name"):
-            raise ValueError("metadata.name is required")
-        if rt.namespaced:
-            meta.setdefault("namespace", "default")
-        else:
-            meta.pop("namespace", None)
-        obj["apiVersion"], obj["kind"] = obj.get("apiVersion") or rt.api_version, rt.kind
-        with self._lock:
-            old = self._store[rt.storage_key].get(self._key(rt, meta.get("namespace"), meta["name"]))
-            meta.setdefault("uid", old.obj["metadata"]["uid"] if old else str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", old.obj["metadata"]["creationTimestamp"] if old else _now())
-            meta.setdefault("generation", 1)
-            meta.pop("resourceVersion", None)
-            stored = self._put(rt, obj, "MODIFIED" if old else "ADDED")
-        return copy.deepcopy(stored)
-
-    def add_many(self, objs: Iterable[dict]) -> list[dict]:
-        return [self.add(o) for o in objs]
-
-    def get(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str) -> dict | None:
-        rt = self.resource_type(kind_or_plural, api_version)
-        with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-        if entry is None:
-            return None
-        obj = json.loads(entry.encoded())
-        if api_version:
-            obj["apiVersion"] = rt.api_version
-        return obj
-
-    def list(self, kind_or_plural: str, namespace: str | None = None, *, api_version: str | None = None,
-             label_selector: str | None = None) -> list[dict]:
-        """Objects of a type (all namespaces unless `namespace`), sorted by namespace and name."""
-        rt = self.resource_type(kind_or_plural, api_version)
-        entries = self._select(rt, namespace, label_selector, None)
-        out = [json.loads(e.encoded()) for e in entries]
-        if api_version:
-            for o in out:
-                o["apiVersion"] = rt.api_version
-        return out
-
-    def delete(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str) -> bool:
-        rt = self.resource_type(kind_or_plural, api_version)
-        with self._lock:
-            entry = self._store[rt.storage_key].pop(self._key(rt, namespace, name), None)
-            if entry is None:
-                return False
-            self._record_event("DELETED", rt, entry.obj)
-        return True
-
-    def patch(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str,
-              patch: dict) -> dict:
-        """JSON-merge-patch an object, status included (what a controller would do)."""
-        rt = self.resource_type(kind_or_plural, api_version)
-        with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-            if entry is None:
-                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
-            new = merge_patch(entry.obj, patch)
-            new["metadata"] = dict(new["metadata"])
-            self._bump_generation(entry.obj, new)
-            stored = self._put(rt, new, "MODIFIED")
-            if stored["metadata"].get("deletionTimestamp"):
-                # A controller dropping its finalizer from a Terminating object: it may go now.
-                self._gc_pending = True
-                self._collect_garbage()
-        return copy.deepcopy(stored)
-
-    def remove_finalizers(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str,
-                          *finalizers: str) -> dict | None:
-        """Play the controller that owns `finalizers` (all when none given): drop them from the object. A
-        Terminating object with no finalizer left is removed (then None is returned)."""
-        rt = self.resource_type(kind_or_plural, api_version)
-        with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-            if entry is None:
-                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
-            keep = [f for f in entry.obj["metadata"].get("finalizers") or [] if finalizers and f not in finalizers]
-            self.patch(api_version, kind_or_plural, namespace, name, {"metadata": {"finalizers": keep or None}})
-        return self.get(api_version, kind_or_plural, namespace, name)
-
-    def terminating(self) -> list[tuple[str, str | None, str]]:
-        """(kind, namespace, name) of every object with a deletionTimestamp, sorted."""
-        with self._lock:
-            return sorted((rt.kind, o["metadata"].get("namespace"), o["metadata"]["name"])
-                          for rt, o in self._every_object() if o["metadata"].get("deletionTimestamp"))
-
-    def set_status(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str,
-                   status: dict) -> dict:
-        """Replace `.status` of an object (for `on_write` hooks that play a controller)."""
-        rt = self.resource_type(kind_or_plural, api_version)
-        with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-            if entry is None:
-                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
-            new = dict(entry.obj, status=copy.deepcopy(status), metadata=dict(entry.obj["metadata"]))
-            stored = self._put(rt, new, "MODIFIED")
-        return copy.deepcopy(stored)
-
-    def set_log(self, namespace: str, pod: str, text: str, container: str | None = None) -> None:
-        """What `GET .../pods/<pod>/log` answers (per container, or for any container)."""
-        with self._lock:
-            self._logs[(namespace, pod, container)] = text
-
-    @property
-    def resource_version(self) -> int:
-        return self._rv
-
-    def compact(self) -> int:
-        """Compact history up to now, as etcd does every few minutes: continue tokens and watches from an
-        older resourceVersion are answered 410 Expired. Returns the compacted revision."""
-        with self._lock:
-            self.compacted_rv = self._rv
-        return self.compacted_rv
 
     # -- requests, failures, hooks --------------------------------------------------------------
     @property
