@@ -231,6 +231,12 @@ def register_all(app, ctx: Context) -> SlackNames:
                     respond(response_type="ephemeral", replace_original=False, text=text)
                 elif channel and user != "unknown":
                     client.chat_postEphemeral(channel=channel, user=user, text=text)
+                elif user != "unknown":
+                    # A modal submission (or a click in App Home) names no channel and carries no
+                    # response_url: tell the person in their DM with the app (chat.postMessage with a
+                    # user ID as `channel`, https://docs.slack.dev/reference/methods/chat.postMessage),
+                    # where the error id stays to be quoted to DevOps.
+                    client.chat_postMessage(channel=user, text=text)
             except Exception as exc:  # Slack itself failing must not raise from the error handler
                 log.warning("could not show the error to %s: %s", user, exc)
 

@@ -171,3 +171,7 @@ def test_a_failure_after_a_modal_ack_is_reported_with_an_error_id(bot_factory, g
     assert isinstance(logged[0].exc_info[1], RuntimeError)
     metrics = requests.get(bot.health_url + "/metrics").text
     assert 'deckhand_errors_total{where="view:service_delete_override"} 1.0' in metrics
+    # The modal is closed by then and names no channel: the person is told in their DM with the app.
+    error_id = logged[0].getMessage().split()[2]
+    told = bot.slack.wait_for(lambda: [m for m in bot.slack.messages(DEVOPS).values() if error_id in m["text"]])
+    assert "Something went wrong" in told[0]["text"]
