@@ -69,14 +69,19 @@ class SeedingMixin:
             self._record_event("DELETED", rt, entry.obj)
         return True
 
+    def _stored(self, rt, namespace: str | None, name: str):
+        """The store's entry for an object (the caller holds the lock); KeyError when there is none."""
+        entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
+        if entry is None:
+            raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
+        return entry
+
     def patch(self, api_version: str | None, kind_or_plural: str, namespace: str | None, name: str,
               patch: dict) -> dict:
         """JSON-merge-patch an object, status included (what a controller would do)."""
         rt = self.resource_type(kind_or_plural, api_version)
         with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-            if entry is None:
-                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
+            entry = self._stored(rt, namespace, name)
             new = merge_patch(entry.obj, patch)
             new["metadata"] = dict(new["metadata"])
             self._bump_generation(entry.obj, new)
@@ -93,9 +98,7 @@ class SeedingMixin:
         Terminating object with no finalizer left is removed (then None is returned)."""
         rt = self.resource_type(kind_or_plural, api_version)
         with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-            if entry is None:
-                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
+            entry = self._stored(rt, namespace, name)
             keep = [f for f in entry.obj["metadata"].get("finalizers") or [] if finalizers and f not in finalizers]
             self.patch(api_version, kind_or_plural, namespace, name, {"metadata": {"finalizers": keep or None}})
         return self.get(api_version, kind_or_plural, namespace, name)
@@ -111,9 +114,7 @@ class SeedingMixin:
         """Replace `.status` of an object (for `on_write` hooks that play a controller)."""
         rt = self.resource_type(kind_or_plural, api_version)
         with self._lock:
-            entry = self._store[rt.storage_key].get(self._key(rt, namespace, name))
-            if entry is None:
-                raise KeyError(f"{rt.qualified} {namespace}/{name} not found")
+            entry = self._stored(rt, namespace, name)
             new = dict(entry.obj, status=copy.deepcopy(status), metadata=dict(entry.obj["metadata"]))
             stored = self._put(rt, new, "MODIFIED")
         return copy.deepcopy(stored)
